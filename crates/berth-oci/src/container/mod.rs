@@ -1,0 +1,1 @@
+//! Lifecycle verbs (in progress).
