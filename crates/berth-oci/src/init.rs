@@ -1,1 +1,196 @@
-//! init (in progress).
+//! The container's init: the child the runtime forks with the new namespaces. It sets the container up,
+//! reports to the runtime, waits for `start`, then becomes the user process.
+//!
+//! It runs in a forked copy of the single-threaded runtime, so it may allocate; it must not return into the
+//! runtime's code, and leaves only through `execve` or `_exit`.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::exe_guard::Trampoline;
+use crate::namespaces::Plan;
+use crate::sync::{Channel, Message};
+use crate::{console, namespaces, process, rootfs};
+
+/// How the init learns that it may execute the user process.
+#[derive(Debug)]
+pub enum StartSignal {
+    /// `create`: a byte written to the exec fifo by `berth-runtime start` (the fifo is open read-write here).
+    Fifo(OwnedFd),
+    /// `run`: a [`Message::Start`] from the runtime on the sync channel.
+    Channel,
+}
+
+/// What the init needs; everything is prepared (files opened, spec parsed) by the runtime before the fork.
+#[derive(Debug)]
+pub struct InitArgs<'a> {
+    /// The spec.
+    pub spec: &'a Spec,
+    /// The rootfs on the host.
+    pub rootfs: &'a Path,
+    /// Namespaces to join.
+    pub plan: &'a Plan,
+    /// The init's end of the sync channel.
+    pub channel: Channel,
+    /// The connected console socket, when the process has a terminal.
+    pub console: Option<OwnedFd>,
+    /// The start signal.
+    pub start: StartSignal,
+    /// How many descriptors after stdio reach the process.
+    pub preserve_fds: u32,
+    /// Use the chroot fallback instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+/// Runs the init. Never returns.
+pub fn run(args: InitArgs<'_>) -> ! {
+    let code = match setup(&args) {
+        Ok(ready) => match wait_and_exec(&args, ready) {
+            Ok(()) => 0,
+            Err(e) => {
+                // The runtime may be gone by now: stderr is the only place left to say why.
+                let _ = writeln!(std::io::stderr(), "berth-runtime: {e}");
+                match e {
+                    crate::Error::Process(process::ProcessError::NotFound(_)) => 127,
+                    _ => 126,
+                }
+            }
+        },
+        Err(e) => {
+            let _ = args.channel.send(&Message::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: _exit ends the process without running the runtime's atexit handlers or destructors.
+    unsafe { libc::_exit(code) }
+}
+
+/// What the init prepared before reporting ready.
+struct Ready {
+    command: process::Command,
+    trampoline: Trampoline,
+    caps: process::CapSets,
+}
+
+fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
+    let spec = args.spec;
+    let linux = spec.linux().as_ref();
+    let process_spec = spec.process().as_ref().ok_or(crate::spec::SpecError::MissingField("process"))?;
+
+    if args.plan.new_user {
+        match args.channel.recv()? {
+            Some(Message::IdMapsWritten) => {}
+            _ => return Err(crate::Error::Init("the runtime did not write the user namespace's id maps".into())),
+        }
+        // Become root of the new user namespace (the maps are written now).
+        // SAFETY: plain integer arguments.
+        if unsafe { libc::setresgid(0, 0, 0) } != 0 || unsafe { libc::setresuid(0, 0, 0) } != 0 {
+            return Err(crate::Error::Init(format!(
+                "cannot become root in the new user namespace: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    for (typ, path, fd) in &args.plan.join {
+        namespaces::join(*typ, path, fd)?;
+    }
+    // SAFETY: setsid takes no arguments; the forked init is not a process group leader.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(crate::Error::Init(format!("cannot start a new session: {}", std::io::Error::last_os_error())));
+    }
+    // The host binary must not be reachable through /proc/<pid>/exe while the init runs in the container.
+    // In a new user namespace the container's root is not the host's root: it could not write the binary, and
+    // a non-dumpable init could not write its own /proc files, so the flag stays.
+    if !args.plan.new_user {
+        // SAFETY: PR_SET_DUMPABLE takes an integer flag.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+
+    let caps = process::cap_sets(process_spec)?;
+    rootfs::setup(spec, args.rootfs, args.no_pivot)?;
+
+    if let Some(sock) = &args.console {
+        let size = process_spec.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        console::setup(sock, size)?;
+    }
+    let in_uts = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| nss.iter().any(|n| n.typ() == LinuxNamespaceType::Uts));
+    if in_uts {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            rustix::system::sethostname(h.as_bytes())
+                .map_err(|e| crate::Error::Init(format!("cannot set the hostname {h:?}: {e}")))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            rustix::system::setdomainname(d.as_bytes())
+                .map_err(|e| crate::Error::Init(format!("cannot set the domainname {d:?}: {e}")))?;
+        }
+    }
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        for (name, value) in sysctl {
+            let path = format!("/proc/sys/{}", name.replace('.', "/"));
+            std::fs::write(&path, value)
+                .map_err(|e| crate::Error::Init(format!("cannot set sysctl {name} to {value:?}: {e}")))?;
+        }
+    }
+    if let Some(adj) = process_spec.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| crate::Error::Init(format!("cannot set oom_score_adj to {adj}: {e}")))?;
+    }
+    rootfs::finalize(spec)?;
+
+    // Resolve the program now so that a missing executable fails `create`, as with runc.
+    let cwd = process_spec.cwd();
+    let command = process::resolve(process_spec)?;
+    if !cwd.is_dir() {
+        return Err(process::ProcessError::Cwd {
+            path: cwd.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }
+        .into());
+    }
+    let trampoline = Trampoline::prepare()?;
+    args.channel.send(&Message::Ready)?;
+    Ok(Ready { command, trampoline, caps })
+}
+
+fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
+    match &args.start {
+        StartSignal::Fifo(fd) => {
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::io::read(fd, &mut byte) {
+                    Ok(1) => break,
+                    Ok(_) => return Err(crate::Error::Init("the exec fifo was closed before start".into())),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(crate::Error::Init(format!("cannot wait on the exec fifo: {e}"))),
+                }
+            }
+        }
+        StartSignal::Channel => match args.channel.recv()? {
+            Some(Message::Start) => {}
+            _ => return Err(crate::Error::Init("the runtime went away before starting the container".into())),
+        },
+    }
+    let spec = args.spec;
+    let p = spec.process().as_ref().ok_or(crate::spec::SpecError::MissingField("process"))?;
+    process::apply_rlimits(p)?;
+    let cwd = p.cwd();
+    let early_cwd = process::enter_cwd(cwd);
+    process::apply_bounding(&ready.caps)?;
+    process::apply_user(p)?;
+    process::apply_caps(&ready.caps)?;
+    if early_cwd.is_err() {
+        // The directory may be reachable only for the container's user.
+        process::enter_cwd(cwd)?;
+    }
+    if p.no_new_privileges() == Some(true) {
+        process::apply_no_new_privs()?;
+    }
+    process::close_extra_fds(args.preserve_fds)?;
+    let err = ready.trampoline.exec(&ready.command.path, &ready.command.argv, &ready.command.envp);
+    Err(err.into())
+}

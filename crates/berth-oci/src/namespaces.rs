@@ -1,1 +1,190 @@
-//! namespaces (in progress).
+//! Namespaces from `linux.namespaces`: new ones become clone flags, ones with a path are joined with `setns`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
+use rustix::fs::{Mode, OFlags};
+use rustix::thread::LinkNameSpaceType;
+use thiserror::Error;
+
+/// Errors of namespace handling.
+#[derive(Debug, Error)]
+pub enum NamespaceError {
+    /// A namespace file could not be opened.
+    #[error("cannot open the {typ:?} namespace {path}: {source}")]
+    Open {
+        /// The namespace type.
+        typ: LinuxNamespaceType,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: rustix::io::Errno,
+    },
+    /// setns failed.
+    #[error("cannot join the {typ:?} namespace {path}: {source}")]
+    Join {
+        /// The namespace type.
+        typ: LinuxNamespaceType,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: rustix::io::Errno,
+    },
+    /// A new time namespace could not be made.
+    #[error("cannot create a time namespace: {0}")]
+    Time(rustix::io::Errno),
+    /// The id maps could not be written.
+    #[error("cannot write {file} of the container's init: {source}")]
+    IdMap {
+        /// uid_map, gid_map or setgroups.
+        file: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The clone flag of a namespace type.
+pub fn flag(typ: LinuxNamespaceType) -> u64 {
+    (match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }) as u64
+}
+
+fn link_type(typ: LinuxNamespaceType) -> LinkNameSpaceType {
+    match typ {
+        LinuxNamespaceType::Mount => LinkNameSpaceType::Mount,
+        LinuxNamespaceType::Cgroup => LinkNameSpaceType::ControlGroup,
+        LinuxNamespaceType::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
+        LinuxNamespaceType::Ipc => LinkNameSpaceType::InterProcessCommunication,
+        LinuxNamespaceType::User => LinkNameSpaceType::User,
+        LinuxNamespaceType::Pid => LinkNameSpaceType::ProcessID,
+        LinuxNamespaceType::Network => LinkNameSpaceType::Network,
+        LinuxNamespaceType::Time => LinkNameSpaceType::Time,
+    }
+}
+
+/// The namespaces of a spec, split into what the runtime creates and what it joins.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Clone flags for the new namespaces (pid and time excluded when joined by path).
+    pub clone_flags: u64,
+    /// Namespaces joined by path, opened in the runtime (user first), joined by the init.
+    pub join: Vec<(LinuxNamespaceType, PathBuf, OwnedFd)>,
+    /// A pid namespace given by path: the runtime joins it before forking, so the init is born in it.
+    pub join_pid: Option<(PathBuf, OwnedFd)>,
+    /// A time namespace given by path: joined by the runtime before forking, like pid.
+    pub join_time: Option<(PathBuf, OwnedFd)>,
+    /// Whether the init gets a new user namespace (the runtime then writes its id maps).
+    pub new_user: bool,
+    /// Whether the init gets a new pid namespace.
+    pub new_pid: bool,
+}
+
+/// Opens every namespace path and computes the clone flags.
+pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
+    let mut plan = Plan::default();
+    for ns in namespaces {
+        let typ = ns.typ();
+        match ns.path() {
+            None => {
+                plan.clone_flags |= flag(typ);
+                plan.new_user |= typ == LinuxNamespaceType::User;
+                plan.new_pid |= typ == LinuxNamespaceType::Pid;
+            }
+            Some(path) => {
+                let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|source| NamespaceError::Open { typ, path: path.clone(), source })?;
+                match typ {
+                    LinuxNamespaceType::Pid => plan.join_pid = Some((path.clone(), fd)),
+                    LinuxNamespaceType::Time => plan.join_time = Some((path.clone(), fd)),
+                    _ => plan.join.push((typ, path.clone(), fd)),
+                }
+            }
+        }
+    }
+    // Join the user namespace first: the others are owned by it and need its capabilities.
+    plan.join.sort_by_key(|(t, _, _)| *t != LinuxNamespaceType::User);
+    Ok(plan)
+}
+
+/// Joins one namespace by its open file.
+pub fn join(typ: LinuxNamespaceType, path: &std::path::Path, fd: &OwnedFd) -> Result<(), NamespaceError> {
+    rustix::thread::move_into_link_name_space(fd.as_fd(), Some(link_type(typ)))
+        .map_err(|source| NamespaceError::Join { typ, path: path.to_path_buf(), source })
+}
+
+/// In the runtime, before forking: joins a pid or time namespace given by path (it applies to children), and
+/// unshares a new time namespace (clone cannot create one).
+pub fn prepare_parent(plan: &Plan) -> Result<(), NamespaceError> {
+    if let Some((path, fd)) = &plan.join_pid {
+        join(LinuxNamespaceType::Pid, path, fd)?;
+    }
+    if let Some((path, fd)) = &plan.join_time {
+        join(LinuxNamespaceType::Time, path, fd)?;
+    }
+    if plan.clone_flags & flag(LinuxNamespaceType::Time) != 0 {
+        // SAFETY: NEWTIME does not unshare the file table; the runtime is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME) }
+            .map_err(NamespaceError::Time)?;
+    }
+    Ok(())
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+}
+
+/// Writes the uid and gid maps of the init `pid` (the runtime does this right after the fork).
+pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+    let write = |file: &'static str, text: &str| {
+        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| NamespaceError::IdMap { file, source })
+    };
+    if !uids.is_empty() {
+        write("uid_map", &map_text(uids))?;
+    }
+    if !gids.is_empty() {
+        write("gid_map", &map_text(gids))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_of_new_namespaces() {
+        let nss: Vec<LinuxNamespace> = serde_json::from_str(
+            r#"[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"uts"},{"type":"ipc"}]"#,
+        )
+        .expect("json");
+        let p = plan(&nss).expect("plan");
+        let want = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        assert_eq!(p.clone_flags, want as u64);
+        assert!(p.new_pid && !p.new_user && p.join.is_empty());
+    }
+
+    #[test]
+    fn joined_namespaces_are_opened_user_first() {
+        let nss: Vec<LinuxNamespace> = serde_json::from_str(
+            r#"[{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"},{"type":"mount"}]"#,
+        )
+        .expect("json");
+        let p = plan(&nss).expect("plan");
+        assert_eq!(p.join.len(), 2);
+        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        assert_eq!(p.clone_flags, libc::CLONE_NEWNS as u64);
+        let bad: Vec<LinuxNamespace> =
+            serde_json::from_str(r#"[{"type":"network","path":"/nonexistent/ns"}]"#).expect("json");
+        let err = plan(&bad).expect_err("missing path");
+        assert!(err.to_string().contains("/nonexistent/ns"), "{err}");
+    }
+}

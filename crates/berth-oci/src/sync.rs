@@ -1,1 +1,119 @@
-//! sync (in progress).
+//! The typed channel between the runtime and the container's init: a `SOCK_SEQPACKET` socketpair, so each
+//! message arrives whole, and a closed peer reads as end of stream.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use thiserror::Error;
+
+/// Errors on the channel.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// The socketpair could not be made.
+    #[error("cannot create the runtime's sync socket: {0}")]
+    Create(rustix::io::Errno),
+    /// Sending failed.
+    #[error("cannot send to the container's init: {0}")]
+    Send(rustix::io::Errno),
+    /// Receiving failed.
+    #[error("cannot receive from the container's init: {0}")]
+    Recv(rustix::io::Errno),
+    /// A message with an unknown tag.
+    #[error("the container's init sent a malformed message")]
+    Malformed,
+}
+
+/// A message between the runtime and the init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// init → runtime: the container is set up and waits for `start`.
+    Ready,
+    /// init → runtime: setting up failed; the text says why.
+    Error(String),
+    /// runtime → init: the user namespace's id maps are written.
+    IdMapsWritten,
+    /// runtime → init (`run` without a fifo): execute the user process now.
+    Start,
+}
+
+const MAX: usize = 8192;
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel(OwnedFd);
+
+/// Makes a connected pair (runtime end, init end), both close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), SyncError> {
+    let (a, b) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(SyncError::Create)?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Channel {
+    /// Sends one message.
+    pub fn send(&self, msg: &Message) -> Result<(), SyncError> {
+        let mut buf = Vec::with_capacity(16);
+        match msg {
+            Message::Ready => buf.push(b'R'),
+            Message::Error(text) => {
+                buf.push(b'E');
+                let bytes = text.as_bytes();
+                buf.extend_from_slice(&bytes[..bytes.len().min(MAX - 1)]);
+            }
+            Message::IdMapsWritten => buf.push(b'M'),
+            Message::Start => buf.push(b'S'),
+        }
+        rustix::net::send(&self.0, &buf, SendFlags::NOSIGNAL).map_err(SyncError::Send)?;
+        Ok(())
+    }
+
+    /// Receives one message; `None` when the peer closed its end.
+    pub fn recv(&self) -> Result<Option<Message>, SyncError> {
+        let mut buf = vec![0u8; MAX];
+        let n = loop {
+            match rustix::net::recv(&self.0, &mut buf, RecvFlags::empty()) {
+                Ok((n, _)) => break n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(SyncError::Recv(e)),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let msg = match buf[0] {
+            b'R' => Message::Ready,
+            b'E' => Message::Error(String::from_utf8_lossy(&buf[1..n]).into_owned()),
+            b'M' => Message::IdMapsWritten,
+            b'S' => Message::Start,
+            _ => return Err(SyncError::Malformed),
+        };
+        Ok(Some(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_eof() {
+        let (a, b) = pair().expect("pair");
+        for m in [Message::Ready, Message::Error("bad mount".into()), Message::IdMapsWritten, Message::Start] {
+            a.send(&m).expect("send");
+            assert_eq!(b.recv().expect("recv"), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().expect("recv"), None);
+    }
+}

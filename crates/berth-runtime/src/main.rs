@@ -1,1 +1,252 @@
-fn main() {}
+//! `berth-runtime`: an OCI runtime with runc's command line.
+//!
+//! Argument parsing and output only; the work is done by `berth-oci`. The binary stays synchronous and small
+//! because its start path is measured against crun.
+
+mod log;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use berth_oci::container::{self, create::CreateOptions, create::StartMode};
+use berth_oci::state::{DEFAULT_ROOT, Root};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "berth-runtime", version, about = "An OCI container runtime with runc's command line")]
+struct Cli {
+    /// Directory for the containers' state.
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// File to write log messages to (stderr when absent).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of the log: text or json.
+    #[arg(long = "log-format", global = true, value_enum, default_value_t = log::Format::Text)]
+    log_format: log::Format,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility; cgroups are managed through cgroupfs.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode (auto, true or false); with `spec`, writes a rootless spec.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct CreateArgs {
+    /// The bundle directory (holding config.json).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the container process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when the process has a terminal.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Number of extra descriptors (after stdio) passed to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Do not use pivot_root (for a rootfs on ramfs); chroot after moving the rootfs onto /.
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Accepted for runc compatibility: no session keyring is created.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// The container id.
+    id: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a default config.json into the bundle directory.
+    Spec {
+        /// The bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Create a container: set it up and leave its process waiting for `start`.
+    Create(CreateArgs),
+    /// Start a created container's process.
+    Start {
+        /// The container id.
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State {
+        /// The container id.
+        id: String,
+    },
+    /// Send a signal to a container's process.
+    Kill {
+        /// Send it to every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        /// The container id.
+        id: String,
+        /// The signal, by name or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything it made.
+    Delete {
+        /// Kill the container first if it still runs.
+        #[arg(short, long)]
+        force: bool,
+        /// The container id.
+        id: String,
+    },
+    /// Create and start a container, and wait for it unless detached.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container is started.
+        #[arg(short, long)]
+        detach: bool,
+        /// Accepted for runc compatibility.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List the containers.
+    List {
+        /// table or json.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show a container's processes.
+    Ps {
+        /// table or json.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// The container id.
+        id: String,
+        /// Options for ps (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print the features this runtime implements, as JSON.
+    Features,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+impl CreateArgs {
+    fn options(&self) -> CreateOptions {
+        CreateOptions {
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            preserve_fds: self.preserve_fds,
+            no_pivot: self.no_pivot,
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
+    let code = match execute(&cli, &logger) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logger.error(&msg);
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn execute(cli: &Cli, logger: &log::Logger) -> Result<i32> {
+    let root = Root::new(&cli.root);
+    logger.debug(&format!("command {:?}", cli.command));
+    match &cli.command {
+        Command::Spec { bundle } => {
+            let rootless = cli.rootless.as_deref() == Some("true");
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("{} exists already: remove it first", path.display());
+            }
+            let spec = if rootless {
+                // SAFETY: getuid and getgid cannot fail.
+                berth_oci::spec::rootless_spec(unsafe { libc::getuid() }, unsafe { libc::getgid() })
+            } else {
+                berth_oci::spec::default_spec()
+            };
+            let text = serde_json::to_string_pretty(&spec)?;
+            std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Command::Create(args) => {
+            container::create::create(&root, &args.options(), StartMode::Detached)?;
+        }
+        Command::Start { id } => container::start::start(&root, id)?,
+        Command::State { id } => print_json(&container::list::state(&root, id)?)?,
+        Command::Kill { all, id, signal } => {
+            let sig = berth_oci::signal::parse(signal)?;
+            container::kill::kill(&root, id, sig, *all)?;
+        }
+        Command::Delete { force, id } => container::delete::delete(&root, id, *force)?,
+        Command::Run { create, detach, .. } => {
+            return Ok(container::run::run(&root, &create.options(), *detach)?);
+        }
+        Command::List { format, quiet } => {
+            let all = container::list::list(&root)?;
+            let mut out = std::io::stdout().lock();
+            if *quiet {
+                for s in &all {
+                    writeln!(out, "{}", s.id)?;
+                }
+            } else if *format == ListFormat::Json {
+                serde_json::to_writer(&mut out, &all)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+                for s in &all {
+                    writeln!(
+                        out,
+                        "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
+                        s.id,
+                        s.pid,
+                        s.status,
+                        s.bundle.display(),
+                        s.created,
+                        s.owner
+                    )?;
+                }
+            }
+        }
+        Command::Ps { format, id, ps_args } => {
+            if *format == ListFormat::Json {
+                if !ps_args.is_empty() {
+                    bail!("ps options cannot be combined with --format json");
+                }
+                let pids = container::ps::pids(&root, id)?;
+                serde_json::to_writer(std::io::stdout().lock(), &pids)?;
+                println!();
+            } else {
+                print!("{}", container::ps::table(&root, id, ps_args)?);
+            }
+        }
+        Command::Features => print_json(&container::features::features())?,
+    }
+    Ok(0)
+}

@@ -1,0 +1,216 @@
+//! `create`: fork the init into its namespaces, let it set the container up, record the state.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::init::{InitArgs, StartSignal};
+use crate::state::{EXEC_FIFO, Record, Root};
+use crate::sync::{self, Channel, Message};
+use crate::{Error, Result, namespaces, spec};
+
+/// Options of `create` (and of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The container id.
+    pub id: String,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// The socket that receives the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// Descriptors after stdio passed to the process.
+    pub preserve_fds: u32,
+    /// Use the chroot fallback instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+/// How the created container will be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A later `start` (another process) writes to the exec fifo.
+    Detached,
+    /// The same process starts it over the sync channel (`run`).
+    Attached,
+}
+
+/// A container just created.
+#[derive(Debug)]
+pub struct Created {
+    /// The init's pid.
+    pub pid: i32,
+    /// A pidfd of the init.
+    pub pidfd: OwnedFd,
+    /// The runtime's end of the sync channel.
+    pub channel: Channel,
+    /// For a foreground run with a terminal: the socket on which the init sent the pty master.
+    pub console: Option<OwnedFd>,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Removes what a failed create made: the init (killed and reaped) and the state directory.
+struct Cleanup<'a> {
+    root: &'a Root,
+    id: &'a str,
+    child: Option<(i32, OwnedFd)>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some((pid, fd)) = self.child.take() {
+            let _ = super::signal_pidfd(&fd, libc::SIGKILL);
+            // SAFETY: reaps our own child; a null status pointer is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        let _ = self.root.remove(self.id);
+    }
+}
+
+/// Creates container `opts.id` from `opts.bundle`.
+pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Created> {
+    let bundle = spec::load(&opts.bundle)?;
+    let process = bundle.spec.process().as_ref().ok_or(spec::SpecError::MissingField("process"))?;
+    let terminal = process.terminal() == Some(true);
+    match (terminal, &opts.console_socket, mode) {
+        (true, None, StartMode::Detached) => {
+            return Err(Error::Usage(
+                "process.terminal is true: pass --console-socket to receive the terminal, or set terminal to false".into(),
+            ));
+        }
+        (false, Some(_), _) => {
+            return Err(Error::Usage("--console-socket was given but process.terminal is false".into()));
+        }
+        _ => {}
+    }
+    let linux = bundle.spec.linux().as_ref().ok_or(spec::SpecError::MissingField("linux section"))?;
+    let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
+    let mut console = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+    // A foreground run with a terminal and no console socket relays the terminal itself.
+    let mut local_console = None;
+    if terminal && console.is_none() {
+        let (ours, theirs) = crate::console::local_pair()?;
+        local_console = Some(ours);
+        console = Some(theirs);
+    }
+
+    let dir = root.reserve(&opts.id)?;
+    let mut cleanup = Cleanup { root, id: &opts.id, child: None, armed: true };
+
+    let start = match mode {
+        StartMode::Detached => {
+            let fifo = dir.join(EXEC_FIFO);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &fifo,
+                rustix::fs::FileType::Fifo,
+                Mode::from_raw_mode(0o622),
+                0,
+            )
+            .map_err(|e| Error::sys(format!("create the exec fifo {}", fifo.display()), e))?;
+            let fd = rustix::fs::open(&fifo, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::sys(format!("open the exec fifo {}", fifo.display()), e))?;
+            StartSignal::Fifo(fd)
+        }
+        StartMode::Attached => StartSignal::Channel,
+    };
+    let (parent_end, child_end) = sync::pair()?;
+    namespaces::prepare_parent(&plan)?;
+
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: (plan.clone_flags & !namespaces::flag(oci_spec::runtime::LinuxNamespaceType::Time))
+            | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a copy of this
+    // single-threaded process and continues below with its own memory. `args` lives across the call.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid < 0 {
+        return Err(Error::sys("fork the container's init", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        crate::init::run(InitArgs {
+            spec: &bundle.spec,
+            rootfs: &bundle.rootfs,
+            plan: &plan,
+            channel: child_end,
+            console,
+            start,
+            preserve_fds: opts.preserve_fds,
+            no_pivot: opts.no_pivot,
+        });
+    }
+    let pid = pid as i32;
+    // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(child_end);
+    drop(start);
+    drop(console);
+    cleanup.child = Some((pid, pidfd.try_clone().map_err(|e| Error::sys("duplicate the init's pidfd", e))?));
+
+    if plan.new_user {
+        namespaces::write_id_maps(
+            pid,
+            linux.uid_mappings().as_deref().unwrap_or_default(),
+            linux.gid_mappings().as_deref().unwrap_or_default(),
+        )?;
+        parent_end.send(&Message::IdMapsWritten)?;
+    }
+    match parent_end.recv()? {
+        Some(Message::Ready) => {}
+        Some(Message::Error(text)) => return Err(Error::Init(text)),
+        _ => return Err(Error::Init("the container's init exited before it was ready".into())),
+    }
+    let (start_time, _) = crate::state::proc_stat(pid)
+        .ok_or_else(|| Error::Init("the container's init exited before it was ready".into()))?;
+    let record = Record {
+        id: opts.id.clone(),
+        pid,
+        start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        created: crate::state::now_rfc3339(),
+        own_pid_ns: plan.new_pid,
+        // SAFETY: getuid cannot fail.
+        owner: unsafe { libc::getuid() },
+    };
+    root.save(&record)?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    cleanup.armed = false;
+    Ok(Created { pid, pidfd, channel: parent_end, console: local_console })
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::sys(format!("write the pid file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::sys(format!("write the pid file {}", path.display()), e))
+}

@@ -1,0 +1,43 @@
+//! `delete`: remove a stopped (or created) container; with `--force`, kill a running one first.
+
+use std::time::Duration;
+
+use crate::state::{Root, Status, StateError};
+use crate::{Error, Result};
+
+/// Deletes container `id`.
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let c = match super::load(root, id) {
+        Ok(c) => c,
+        Err(Error::State(StateError::NotFound(_))) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match (c.status, &c.record) {
+        (Status::Running, _) if !force => {
+            return Err(Error::Usage(format!(
+                "container {id:?} is running: stop it first, or delete it with --force"
+            )));
+        }
+        (Status::Creating, _) if !force => {
+            return Err(Error::Usage(format!("container {id:?} is still being created: use --force")));
+        }
+        (Status::Created | Status::Running, Some(record)) => {
+            if let Some(init) = super::pidfd(record) {
+                for pid in super::pids(record) {
+                    if let Some(p) = rustix::process::Pid::from_raw(pid)
+                        && let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    {
+                        let _ = super::signal_pidfd(&fd, libc::SIGKILL);
+                    }
+                }
+                let _ = super::signal_pidfd(&init, libc::SIGKILL);
+                if !super::wait_exit(&init, Duration::from_secs(10)) {
+                    return Err(Error::Init(format!("container {id:?} did not die within 10 s of SIGKILL")));
+                }
+            }
+        }
+        _ => {}
+    }
+    root.remove(id)?;
+    Ok(())
+}

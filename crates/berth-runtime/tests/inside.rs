@@ -1,0 +1,157 @@
+//! The inside view: what a process in a container sees of its namespaces, rootfs and process settings,
+//! reported by `berth-check`. Needs root.
+
+use std::os::unix::fs::MetadataExt;
+
+use berth_test_support::{Bundle, Runtime, assert_success, unique_id};
+use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType, PosixRlimitBuilder, PosixRlimitType, UserBuilder};
+
+fn host_ns(name: &str) -> u64 {
+    std::fs::metadata(format!("/proc/self/ns/{name}")).expect("host ns").ino()
+}
+
+fn run_sh(rt: &Runtime, bundle: &mut Bundle, script: &str) -> std::process::Output {
+    bundle.set_args(&["sh", "-c", script]).set_terminal(false);
+    rt.run_capture(&unique_id("sh"), bundle)
+}
+
+#[test]
+fn namespaces_hostname_and_pid_1() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    bundle.spec_mut().set_hostname(Some("inside-test".into()));
+    bundle.spec_mut().set_domainname(Some("example.test".into()));
+    let r = rt.check_report(&mut bundle);
+    assert_eq!(r.pid, 1, "the process is PID 1 of its own pid namespace");
+    assert_eq!(r.hostname.as_deref().ok(), Some("inside-test"));
+    assert_eq!(r.domainname.as_deref().ok(), Some("example.test"));
+    for ns in ["pid", "net", "uts", "ipc", "mnt"] {
+        let inside = r.namespaces.get(ns).and_then(|v| v.as_ref().ok()).copied();
+        assert!(inside.is_some(), "no {ns} namespace in the report");
+        assert_ne!(inside, Some(host_ns(ns)), "{ns} namespace is the host's");
+    }
+    assert_eq!(r.interfaces.as_ref().ok().map(|i| i.as_slice()), Some(&["lo".to_string()][..]), "a fresh network namespace has only lo");
+    assert_eq!(r.argv, vec!["/bin/berth-check".to_string(), "report".to_string()]);
+}
+
+#[test]
+fn mounts_masked_and_readonly_paths() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let r = rt.check_report(&mut bundle);
+    let fs = |at: &str| r.mount_at(at).map(|m| m.fs_type.clone()).unwrap_or_else(|| panic!("nothing mounted at {at}"));
+    assert_eq!(fs("/proc"), "proc");
+    assert_eq!(fs("/dev"), "tmpfs");
+    assert_eq!(fs("/dev/pts"), "devpts");
+    assert_eq!(fs("/dev/shm"), "tmpfs");
+    assert_eq!(fs("/dev/mqueue"), "mqueue");
+    assert_eq!(fs("/sys"), "sysfs");
+    assert!(r.mount_at("/").expect("root mount").is_read_only(), "root.readonly is true in the default spec");
+    assert!(r.mount_at("/proc/sys").expect("/proc/sys is a read-only path").is_read_only());
+    assert!(r.mount_at("/proc/kcore").is_some(), "/proc/kcore is masked");
+    let mounts = r.mounts.as_ref().expect("mounts");
+    assert!(!mounts.iter().any(|m| m.mount_point.starts_with("/tmp/berth-bundle")), "host paths leak into the container");
+
+    // Writes: the read-only root refuses, a tmpfs accepts, masked kcore reads empty.
+    let out = run_sh(&rt, &mut bundle, "touch /x 2>/dev/null && echo root-writable; touch /dev/shm/x && echo shm-ok; wc -c < /proc/kcore");
+    assert_success(&out, "writes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("root-writable"), "{text}");
+    assert!(text.contains("shm-ok"), "{text}");
+    assert_eq!(text.lines().last().map(str::trim), Some("0"), "masked /proc/kcore is /dev/null: {text}");
+}
+
+#[test]
+fn devices_and_dev_symlinks() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let dev = LinuxDeviceBuilder::default()
+        .path("/dev/berth-null")
+        .typ(LinuxDeviceType::C)
+        .major(1)
+        .minor(3)
+        .file_mode(0o640u32)
+        .uid(7u32)
+        .gid(8u32)
+        .build()
+        .expect("device");
+    bundle.spec_mut().linux_mut().as_mut().unwrap().set_devices(Some(vec![dev]));
+    let script = "for d in null zero full random urandom tty; do test -c /dev/$d || echo missing $d; done; \
+        stat -c '%t %T %a %u %g' /dev/berth-null; readlink /dev/fd /dev/stdin /dev/stdout /dev/stderr /dev/ptmx; \
+        echo hi > /dev/null && head -c 4 /dev/zero | wc -c";
+    let out = run_sh(&rt, &mut bundle, script);
+    assert_success(&out, "devices");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("missing"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1 3 640 7 8", "{text}");
+    assert_eq!(&lines[1..6], ["/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2", "pts/ptmx"]);
+    assert_eq!(lines[6].trim(), "4");
+}
+
+#[test]
+fn sysctl_and_oom_score_adj() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
+    linux.set_sysctl(Some([("kernel.msgmax".to_string(), "4242".to_string())].into()));
+    bundle.spec_mut().process_mut().as_mut().unwrap().set_oom_score_adj(Some(123));
+    let out = run_sh(&rt, &mut bundle, "cat /proc/sys/kernel/msgmax /proc/self/oom_score_adj");
+    assert_success(&out, "sysctl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n123\n");
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim(), "4242", "the host's value changed");
+}
+
+#[test]
+fn process_user_env_cwd_rlimits_caps() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let process = bundle.spec_mut().process_mut().as_mut().unwrap();
+    process.set_user(UserBuilder::default().uid(1000u32).gid(1001u32).additional_gids(vec![10u32, 20]).umask(0o027u32).build().unwrap());
+    process.set_cwd("/tmp".into());
+    process.set_rlimits(Some(vec![
+        PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(512u64).hard(1024u64).build().unwrap(),
+        PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitCore).soft(0u64).hard(0u64).build().unwrap(),
+    ]));
+    bundle.add_env(&["BERTH_TEST=yes"]);
+    let r = rt.check_report(&mut bundle);
+    assert_eq!((r.uid, r.euid, r.gid, r.egid), (1000, 1000, 1001, 1001));
+    let mut groups = r.groups.clone().expect("groups");
+    groups.sort_unstable();
+    assert_eq!(groups, vec![10, 20]);
+    assert_eq!(r.umask.as_ref().ok(), Some(&0o027));
+    assert_eq!(r.cwd.as_deref().ok(), Some("/tmp"));
+    assert_eq!(r.env_var("BERTH_TEST"), Some("yes"));
+    assert_eq!(r.env_var("HOME"), Some("/"), "HOME comes from /etc/passwd or defaults to /");
+    let nofile = r.rlimits.get("RLIMIT_NOFILE").and_then(|l| l.as_ref().ok()).expect("nofile");
+    assert_eq!((nofile.soft, nofile.hard), (512, 1024));
+    let core = r.rlimits.get("RLIMIT_CORE").and_then(|l| l.as_ref().ok()).expect("core");
+    assert_eq!((core.soft, core.hard), (0, 0));
+    assert_eq!(r.no_new_privs.as_ref().ok(), Some(&true));
+    // The default spec's capabilities, in all sets but ambient, even for a non-root user.
+    let caps = r.capabilities.as_ref().expect("caps");
+    let spec_caps = bundle.spec().process().as_ref().unwrap().capabilities().as_ref().unwrap();
+    let want: std::collections::BTreeSet<String> = spec_caps.effective().as_ref().unwrap().iter().map(|c| c.to_string()).collect();
+    let got: std::collections::BTreeSet<String> = caps.effective.names.iter().cloned().collect();
+    assert_eq!(got, want);
+    let got_bounding: std::collections::BTreeSet<String> = caps.bounding.names.iter().cloned().collect();
+    let want_bounding: std::collections::BTreeSet<String> = spec_caps.bounding().as_ref().unwrap().iter().map(|c| c.to_string()).collect();
+    assert_eq!(got_bounding, want_bounding);
+    assert!(!caps.effective.contains("CAP_SYS_ADMIN"));
+    assert!(caps.ambient.names.is_empty());
+    assert_eq!(r.fd_numbers(), Some(vec![0, 1, 2]), "only stdio reaches the process");
+}
+
+#[test]
+fn root_keeps_its_capabilities_and_ambient_works() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let caps = bundle.spec_mut().process_mut().as_mut().unwrap().capabilities_mut().as_mut().unwrap();
+    let kill: std::collections::HashSet<oci_spec::runtime::Capability> = [oci_spec::runtime::Capability::Kill].into();
+    caps.set_ambient(Some(kill.clone()));
+    caps.set_inheritable(Some(kill));
+    let r = rt.check_report(&mut bundle);
+    let c = r.capabilities.as_ref().expect("caps");
+    assert_eq!(c.ambient.names, vec!["CAP_KILL".to_string()]);
+    assert!(c.effective.contains("CAP_NET_BIND_SERVICE"));
+}
