@@ -4,10 +4,14 @@
 use std::os::unix::fs::MetadataExt;
 
 use berth_test_support::{Bundle, Runtime, assert_success, unique_id};
-use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceType, PosixRlimitBuilder, PosixRlimitType, UserBuilder};
+use oci_spec::runtime::{
+    LinuxDeviceBuilder, LinuxDeviceType, PosixRlimitBuilder, PosixRlimitType, UserBuilder,
+};
 
 fn host_ns(name: &str) -> u64 {
-    std::fs::metadata(format!("/proc/self/ns/{name}")).expect("host ns").ino()
+    std::fs::metadata(format!("/proc/self/ns/{name}"))
+        .expect("host ns")
+        .ino()
 }
 
 fn run_sh(rt: &Runtime, bundle: &mut Bundle, script: &str) -> std::process::Output {
@@ -30,7 +34,11 @@ fn namespaces_hostname_and_pid_1() {
         assert!(inside.is_some(), "no {ns} namespace in the report");
         assert_ne!(inside, Some(host_ns(ns)), "{ns} namespace is the host's");
     }
-    assert_eq!(r.interfaces.as_ref().ok().map(|i| i.as_slice()), Some(&["lo".to_string()][..]), "a fresh network namespace has only lo");
+    assert_eq!(
+        r.interfaces.as_ref().ok().map(|i| i.as_slice()),
+        Some(&["lo".to_string()][..]),
+        "a fresh network namespace has only lo"
+    );
     assert_eq!(r.argv, vec!["/bin/berth-check".to_string(), "report".to_string()]);
 }
 
@@ -39,26 +47,54 @@ fn mounts_masked_and_readonly_paths() {
     let rt = Runtime::new();
     let mut bundle = Bundle::busybox();
     let r = rt.check_report(&mut bundle);
-    let fs = |at: &str| r.mount_at(at).map(|m| m.fs_type.clone()).unwrap_or_else(|| panic!("nothing mounted at {at}"));
+    let fs = |at: &str| {
+        r.mount_at(at)
+            .map(|m| m.fs_type.clone())
+            .unwrap_or_else(|| panic!("nothing mounted at {at}"))
+    };
     assert_eq!(fs("/proc"), "proc");
     assert_eq!(fs("/dev"), "tmpfs");
     assert_eq!(fs("/dev/pts"), "devpts");
     assert_eq!(fs("/dev/shm"), "tmpfs");
     assert_eq!(fs("/dev/mqueue"), "mqueue");
     assert_eq!(fs("/sys"), "sysfs");
-    assert!(r.mount_at("/").expect("root mount").is_read_only(), "root.readonly is true in the default spec");
-    assert!(r.mount_at("/proc/sys").expect("/proc/sys is a read-only path").is_read_only());
-    assert!(r.mount_at("/proc/kcore").is_some(), "/proc/kcore is masked");
+    assert!(
+        r.mount_at("/").expect("root mount").is_read_only(),
+        "root.readonly is true in the default spec"
+    );
+    assert!(
+        r.mount_at("/proc/sys")
+            .expect("/proc/sys is a read-only path")
+            .is_read_only()
+    );
+    // /proc/kcore is absent on this kernel; /proc/timer_list is in the default masked list and present.
+    assert!(
+        r.mount_at("/proc/timer_list").is_some(),
+        "/proc/timer_list is masked"
+    );
     let mounts = r.mounts.as_ref().expect("mounts");
-    assert!(!mounts.iter().any(|m| m.mount_point.starts_with("/tmp/berth-bundle")), "host paths leak into the container");
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| m.mount_point.starts_with("/tmp/berth-bundle")),
+        "host paths leak into the container"
+    );
 
     // Writes: the read-only root refuses, a tmpfs accepts, masked kcore reads empty.
-    let out = run_sh(&rt, &mut bundle, "touch /x 2>/dev/null && echo root-writable; touch /dev/shm/x && echo shm-ok; wc -c < /proc/kcore");
+    let out = run_sh(
+        &rt,
+        &mut bundle,
+        "touch /x 2>/dev/null && echo root-writable; touch /dev/shm/x && echo shm-ok; wc -c < /proc/timer_list",
+    );
     assert_success(&out, "writes");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("root-writable"), "{text}");
     assert!(text.contains("shm-ok"), "{text}");
-    assert_eq!(text.lines().last().map(str::trim), Some("0"), "masked /proc/kcore is /dev/null: {text}");
+    assert_eq!(
+        text.lines().last().map(str::trim),
+        Some("0"),
+        "masked /proc/timer_list is /dev/null: {text}"
+    );
 }
 
 #[test]
@@ -75,9 +111,14 @@ fn devices_and_dev_symlinks() {
         .gid(8u32)
         .build()
         .expect("device");
-    bundle.spec_mut().linux_mut().as_mut().unwrap().set_devices(Some(vec![dev]));
+    bundle
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_devices(Some(vec![dev]));
     let script = "for d in null zero full random urandom tty; do test -c /dev/$d || echo missing $d; done; \
-        stat -c '%t %T %a %u %g' /dev/berth-null; readlink /dev/fd /dev/stdin /dev/stdout /dev/stderr /dev/ptmx; \
+        stat -c '%t %T %a %u %g' /dev/berth-null; for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done; \
         echo hi > /dev/null && head -c 4 /dev/zero | wc -c";
     let out = run_sh(&rt, &mut bundle, script);
     assert_success(&out, "devices");
@@ -85,7 +126,16 @@ fn devices_and_dev_symlinks() {
     assert!(!text.contains("missing"), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "1 3 640 7 8", "{text}");
-    assert_eq!(&lines[1..6], ["/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2", "pts/ptmx"]);
+    assert_eq!(
+        &lines[1..6],
+        [
+            "/proc/self/fd",
+            "/proc/self/fd/0",
+            "/proc/self/fd/1",
+            "/proc/self/fd/2",
+            "pts/ptmx"
+        ]
+    );
     assert_eq!(lines[6].trim(), "4");
 }
 
@@ -95,11 +145,24 @@ fn sysctl_and_oom_score_adj() {
     let mut bundle = Bundle::busybox();
     let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
     linux.set_sysctl(Some([("kernel.msgmax".to_string(), "4242".to_string())].into()));
-    bundle.spec_mut().process_mut().as_mut().unwrap().set_oom_score_adj(Some(123));
-    let out = run_sh(&rt, &mut bundle, "cat /proc/sys/kernel/msgmax /proc/self/oom_score_adj");
+    bundle
+        .spec_mut()
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_oom_score_adj(Some(123));
+    let out = run_sh(
+        &rt,
+        &mut bundle,
+        "cat /proc/sys/kernel/msgmax /proc/self/oom_score_adj",
+    );
     assert_success(&out, "sysctl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n123\n");
-    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim(), "4242", "the host's value changed");
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim(),
+        "4242",
+        "the host's value changed"
+    );
 }
 
 #[test]
@@ -107,11 +170,29 @@ fn process_user_env_cwd_rlimits_caps() {
     let rt = Runtime::new();
     let mut bundle = Bundle::busybox();
     let process = bundle.spec_mut().process_mut().as_mut().unwrap();
-    process.set_user(UserBuilder::default().uid(1000u32).gid(1001u32).additional_gids(vec![10u32, 20]).umask(0o027u32).build().unwrap());
+    process.set_user(
+        UserBuilder::default()
+            .uid(1000u32)
+            .gid(1001u32)
+            .additional_gids(vec![10u32, 20])
+            .umask(0o027u32)
+            .build()
+            .unwrap(),
+    );
     process.set_cwd("/tmp".into());
     process.set_rlimits(Some(vec![
-        PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(512u64).hard(1024u64).build().unwrap(),
-        PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitCore).soft(0u64).hard(0u64).build().unwrap(),
+        PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(512u64)
+            .hard(1024u64)
+            .build()
+            .unwrap(),
+        PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitCore)
+            .soft(0u64)
+            .hard(0u64)
+            .build()
+            .unwrap(),
     ]));
     bundle.add_env(&["BERTH_TEST=yes"]);
     let r = rt.check_report(&mut bundle);
@@ -122,36 +203,208 @@ fn process_user_env_cwd_rlimits_caps() {
     assert_eq!(r.umask.as_ref().ok(), Some(&0o027));
     assert_eq!(r.cwd.as_deref().ok(), Some("/tmp"));
     assert_eq!(r.env_var("BERTH_TEST"), Some("yes"));
-    assert_eq!(r.env_var("HOME"), Some("/"), "HOME comes from /etc/passwd or defaults to /");
-    let nofile = r.rlimits.get("RLIMIT_NOFILE").and_then(|l| l.as_ref().ok()).expect("nofile");
+    assert_eq!(
+        r.env_var("HOME"),
+        Some("/"),
+        "HOME comes from /etc/passwd or defaults to /"
+    );
+    let nofile = r
+        .rlimits
+        .get("RLIMIT_NOFILE")
+        .and_then(|l| l.as_ref().ok())
+        .expect("nofile");
     assert_eq!((nofile.soft, nofile.hard), (512, 1024));
-    let core = r.rlimits.get("RLIMIT_CORE").and_then(|l| l.as_ref().ok()).expect("core");
+    let core = r
+        .rlimits
+        .get("RLIMIT_CORE")
+        .and_then(|l| l.as_ref().ok())
+        .expect("core");
     assert_eq!((core.soft, core.hard), (0, 0));
     assert_eq!(r.no_new_privs.as_ref().ok(), Some(&true));
     // The default spec's capabilities, in all sets but ambient, even for a non-root user.
     let caps = r.capabilities.as_ref().expect("caps");
-    let spec_caps = bundle.spec().process().as_ref().unwrap().capabilities().as_ref().unwrap();
-    let want: std::collections::BTreeSet<String> = spec_caps.effective().as_ref().unwrap().iter().map(|c| c.to_string()).collect();
+    let spec_caps = bundle
+        .spec()
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .as_ref()
+        .unwrap();
+    let name = |c: &oci_spec::runtime::Capability| format!("CAP_{c}");
+    let want: std::collections::BTreeSet<String> =
+        spec_caps.effective().as_ref().unwrap().iter().map(name).collect();
     let got: std::collections::BTreeSet<String> = caps.effective.names.iter().cloned().collect();
     assert_eq!(got, want);
     let got_bounding: std::collections::BTreeSet<String> = caps.bounding.names.iter().cloned().collect();
-    let want_bounding: std::collections::BTreeSet<String> = spec_caps.bounding().as_ref().unwrap().iter().map(|c| c.to_string()).collect();
+    let want_bounding: std::collections::BTreeSet<String> =
+        spec_caps.bounding().as_ref().unwrap().iter().map(name).collect();
     assert_eq!(got_bounding, want_bounding);
     assert!(!caps.effective.contains("CAP_SYS_ADMIN"));
-    assert!(caps.ambient.names.is_empty());
-    assert_eq!(r.fd_numbers(), Some(vec![0, 1, 2]), "only stdio reaches the process");
+    let want_ambient: std::collections::BTreeSet<String> = spec_caps
+        .ambient()
+        .as_ref()
+        .map(|a| a.iter().map(name).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        caps.ambient
+            .names
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        want_ambient
+    );
+    assert_eq!(
+        r.fd_numbers(),
+        Some(vec![0, 1, 2]),
+        "only stdio reaches the process"
+    );
 }
 
 #[test]
 fn root_keeps_its_capabilities_and_ambient_works() {
     let rt = Runtime::new();
     let mut bundle = Bundle::busybox();
-    let caps = bundle.spec_mut().process_mut().as_mut().unwrap().capabilities_mut().as_mut().unwrap();
-    let kill: std::collections::HashSet<oci_spec::runtime::Capability> = [oci_spec::runtime::Capability::Kill].into();
+    let process = bundle.spec_mut().process_mut().as_mut().unwrap();
+    let mut caps = process.capabilities().clone().unwrap();
+    let kill: std::collections::HashSet<oci_spec::runtime::Capability> =
+        [oci_spec::runtime::Capability::Kill].into();
     caps.set_ambient(Some(kill.clone()));
     caps.set_inheritable(Some(kill));
+    process.set_capabilities(Some(caps));
     let r = rt.check_report(&mut bundle);
     let c = r.capabilities.as_ref().expect("caps");
     assert_eq!(c.ambient.names, vec!["CAP_KILL".to_string()]);
     assert!(c.effective.contains("CAP_NET_BIND_SERVICE"));
+}
+
+#[test]
+fn namespaces_joined_by_path() {
+    let rt = Runtime::new();
+    let mut first = Bundle::busybox();
+    first.set_check_args(&["sleep", "30"]);
+    let a = unique_id("nsa");
+    assert_success(&rt.create(&a, &first), "create a");
+    let pid = rt.state(&a)["pid"].as_i64().unwrap();
+    rt.track_pid(pid as i32);
+
+    let mut second = Bundle::busybox();
+    let ns: Vec<oci_spec::runtime::LinuxNamespace> = serde_json::from_value(serde_json::json!([
+        {"type": "pid"}, {"type": "mount"}, {"type": "ipc"},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+        {"type": "uts", "path": format!("/proc/{pid}/ns/uts")},
+    ]))
+    .unwrap();
+    second
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_namespaces(Some(ns));
+    second.spec_mut().set_hostname(None);
+    let r = rt.check_report(&mut second);
+    let ino = |ns: &str| std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).unwrap().ino();
+    assert_eq!(
+        r.namespaces["net"].as_ref().ok(),
+        Some(&ino("net")),
+        "joined the first container's network"
+    );
+    assert_eq!(r.namespaces["uts"].as_ref().ok(), Some(&ino("uts")));
+    assert_ne!(r.namespaces["ipc"].as_ref().ok(), Some(&ino("ipc")), "ipc is new");
+    assert_eq!(
+        r.hostname.as_deref().ok(),
+        Some("berth"),
+        "the hostname of the joined uts namespace"
+    );
+    assert_success(&rt.delete_force(&a), "delete a");
+}
+
+#[test]
+fn user_cgroup_and_time_namespaces() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    for extra in [r#"{"type":"user"}"#, r#"{"type":"cgroup"}"#, r#"{"type":"time"}"#] {
+        let n: oci_spec::runtime::LinuxNamespace = serde_json::from_str(extra).unwrap();
+        if !ns.iter().any(|x| x.typ() == n.typ()) {
+            ns.push(n);
+        }
+    }
+    linux.set_namespaces(Some(ns));
+    let map: Vec<oci_spec::runtime::LinuxIdMapping> =
+        serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+    linux.set_uid_mappings(Some(map.clone()));
+    linux.set_gid_mappings(Some(map));
+    // The rootfs must be reachable by the mapped root; sysfs cannot be mounted without a network owner.
+    let mounts: Vec<oci_spec::runtime::Mount> = bundle
+        .spec()
+        .mounts()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter(|m| {
+            m.destination() != std::path::Path::new("/sys")
+                && m.destination() != std::path::Path::new("/sys/fs/cgroup")
+        })
+        .collect();
+    bundle.spec_mut().set_mounts(Some(mounts));
+    let r = rt.check_report(&mut bundle);
+    assert_eq!(r.uid, 0, "root inside");
+    assert_eq!(
+        r.uid_map
+            .as_ref()
+            .ok()
+            .map(|m| m.join(" "))
+            .as_deref()
+            .map(|s| s.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["0", "100000", "65536"])
+    );
+    for ns in ["user", "cgroup", "time"] {
+        assert_ne!(
+            r.namespaces[ns].as_ref().ok(),
+            Some(&host_ns(ns)),
+            "{ns} namespace is the host's"
+        );
+    }
+}
+
+#[test]
+fn rootfs_propagation_and_no_pivot() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    bundle
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_rootfs_propagation(Some("shared".into()));
+    let r = rt.check_report(&mut bundle);
+    let root = r.mount_at("/").expect("root mount");
+    assert!(
+        root.propagation.iter().any(|p| p.starts_with("shared:")),
+        "{:?}",
+        root.propagation
+    );
+
+    bundle
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_rootfs_propagation(None);
+    bundle.set_check_args(&["report"]);
+    bundle.write_config();
+    let id = unique_id("nopivot");
+    let out = rt.run(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert_success(&out, "run --no-pivot");
+    let r = berth_test_support::parse_report(&out.stdout).expect("report");
+    assert_eq!(r.pid, 1);
+    assert!(r.mount_at("/proc").is_some());
 }
