@@ -140,18 +140,18 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| crate::Error::Init(format!("cannot set oom_score_adj to {adj}: {e}")))?;
     }
+    // A missing working directory is created (as crun and Docker do), before the root may turn read-only.
+    let cwd = process_spec.cwd();
+    if let Err(source) = std::fs::create_dir_all(cwd) {
+        // A cwd given as a descriptor link (/proc/self/fd/N) is checked when the process enters it.
+        if !cwd.starts_with("/proc") {
+            return Err(process::ProcessError::Cwd { path: cwd.clone(), source }.into());
+        }
+    }
     rootfs::finalize(spec)?;
 
     // Resolve the program now so that a missing executable fails `create`, as with runc.
-    let cwd = process_spec.cwd();
     let command = process::resolve(process_spec)?;
-    if !cwd.is_dir() {
-        return Err(process::ProcessError::Cwd {
-            path: cwd.clone(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        }
-        .into());
-    }
     let trampoline = Trampoline::prepare()?;
     args.channel.send(&Message::Ready)?;
     Ok(Ready { command, trampoline, caps })

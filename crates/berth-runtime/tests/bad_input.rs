@@ -119,9 +119,9 @@ fn missing_executable_and_bad_cwd() {
         .process_mut()
         .as_mut()
         .unwrap()
-        .set_cwd("/no/such/dir".into());
+        .set_cwd("/bin/busybox/sub".into());
     bundle.write_config();
-    create_fails(&rt, &bundle, "/no/such/dir");
+    create_fails(&rt, &bundle, "/bin/busybox/sub");
 }
 
 #[test]

@@ -179,7 +179,7 @@ fn process_user_env_cwd_rlimits_caps() {
             .build()
             .unwrap(),
     );
-    process.set_cwd("/tmp".into());
+    process.set_cwd("/home/created-by-the-runtime".into());
     process.set_rlimits(Some(vec![
         PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
@@ -201,7 +201,7 @@ fn process_user_env_cwd_rlimits_caps() {
     groups.sort_unstable();
     assert_eq!(groups, vec![10, 20]);
     assert_eq!(r.umask.as_ref().ok(), Some(&0o027));
-    assert_eq!(r.cwd.as_deref().ok(), Some("/tmp"));
+    assert_eq!(r.cwd.as_deref().ok(), Some("/home/created-by-the-runtime"), "a missing cwd is created");
     assert_eq!(r.env_var("BERTH_TEST"), Some("yes"));
     assert_eq!(
         r.env_var("HOME"),
