@@ -36,7 +36,10 @@ pub enum ConsoleError {
 
 /// Connects to the `--console-socket` (done by the runtime before the fork; the init inherits the socket).
 pub fn connect(path: &Path) -> Result<OwnedFd, ConsoleError> {
-    let err = |source| ConsoleError::Connect { path: path.to_path_buf(), source };
+    let err = |source| ConsoleError::Connect {
+        path: path.to_path_buf(),
+        source,
+    };
     let sock = rustix::net::socket_with(
         rustix::net::AddressFamily::UNIX,
         SocketType::STREAM,
@@ -64,14 +67,23 @@ pub fn send_fd(socket: BorrowedFd<'_>, name: &[u8], fd: BorrowedFd<'_>) -> Resul
 /// stderr and the controlling terminal (the init is already a session leader).
 pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), ConsoleError> {
     let pty = |what| move |source| ConsoleError::Pty { what, source };
-    let master = rustix::fs::open("/dev/ptmx", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(pty("open /dev/ptmx"))?;
+    let master = rustix::fs::open(
+        "/dev/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(pty("open /dev/ptmx"))?;
     rustix::pty::unlockpt(&master).map_err(pty("unlockpt"))?;
     let name = rustix::pty::ptsname(&master, Vec::new()).map_err(pty("ptsname"))?;
     let slave = rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY, Mode::empty())
         .map_err(pty("open the pty slave"))?;
     if let Some((height, width)) = size {
-        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = rustix::termios::Winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         rustix::termios::tcsetwinsize(&slave, ws).map_err(pty("set the window size"))?;
     }
     send_fd(socket.as_fd(), name.as_bytes(), master.as_fd()).map_err(ConsoleError::Send)?;
@@ -79,7 +91,11 @@ pub fn setup(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), ConsoleEr
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors; `slave` stays open for the call.
         if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), target) } < 0 {
-            return Err(ConsoleError::Pty { what: "dup2 onto stdio", source: rustix::io::Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(rustix::io::Errno::IO) });
+            return Err(ConsoleError::Pty {
+                what: "dup2 onto stdio",
+                source: rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+                    .unwrap_or(rustix::io::Errno::IO),
+            });
         }
     }
     rustix::process::ioctl_tiocsctty(&slave).map_err(pty("make it the controlling terminal"))?;
@@ -93,8 +109,12 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<OwnedFd, ConsoleError> {
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut name = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut name)];
-    rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-        .map_err(|source| ConsoleError::Pty { what: "receive the terminal", source })?;
+    rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC).map_err(|source| {
+        ConsoleError::Pty {
+            what: "receive the terminal",
+            source,
+        }
+    })?;
     for msg in control.drain() {
         if let RecvAncillaryMessage::ScmRights(mut fds) = msg
             && let Some(fd) = fds.next()
@@ -102,7 +122,10 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> Result<OwnedFd, ConsoleError> {
             return Ok(fd);
         }
     }
-    Err(ConsoleError::Pty { what: "receive the terminal", source: rustix::io::Errno::NOMSG })
+    Err(ConsoleError::Pty {
+        what: "receive the terminal",
+        source: rustix::io::Errno::NOMSG,
+    })
 }
 
 /// A connected socketpair for a foreground `run` that owns the terminal itself: (runtime end, init end).
@@ -113,7 +136,10 @@ pub fn local_pair() -> Result<(OwnedFd, OwnedFd), ConsoleError> {
         rustix::net::SocketFlags::CLOEXEC,
         None,
     )
-    .map_err(|source| ConsoleError::Pty { what: "create the terminal socketpair", source })
+    .map_err(|source| ConsoleError::Pty {
+        what: "create the terminal socketpair",
+        source,
+    })
 }
 
 /// Puts the host terminal on stdin into raw mode until dropped (no-op when stdin is not a terminal).
@@ -138,7 +164,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
-            let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), rustix::termios::OptionalActions::Now, saved);
+            let _ = rustix::termios::tcsetattr(
+                rustix::stdio::stdin(),
+                rustix::termios::OptionalActions::Now,
+                saved,
+            );
         }
     }
 }

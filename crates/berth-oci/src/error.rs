@@ -62,7 +62,10 @@ pub enum Error {
 impl Error {
     /// A failed system call, described by what was being done.
     pub fn sys(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Sys { what: what.into(), source: source.into() }
+        Error::Sys {
+            what: what.into(),
+            source: source.into(),
+        }
     }
 }
 

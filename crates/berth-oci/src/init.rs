@@ -78,12 +78,19 @@ struct Ready {
 fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     let spec = args.spec;
     let linux = spec.linux().as_ref();
-    let process_spec = spec.process().as_ref().ok_or(crate::spec::SpecError::MissingField("process"))?;
+    let process_spec = spec
+        .process()
+        .as_ref()
+        .ok_or(crate::spec::SpecError::MissingField("process"))?;
 
     if args.plan.new_user {
         match args.channel.recv()? {
             Some(Message::IdMapsWritten) => {}
-            _ => return Err(crate::Error::Init("the runtime did not write the user namespace's id maps".into())),
+            _ => {
+                return Err(crate::Error::Init(
+                    "the runtime did not write the user namespace's id maps".into(),
+                ));
+            }
         }
         // Become root of the new user namespace (the maps are written now).
         // SAFETY: plain integer arguments.
@@ -99,7 +106,10 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     }
     // SAFETY: setsid takes no arguments; the forked init is not a process group leader.
     if unsafe { libc::setsid() } < 0 {
-        return Err(crate::Error::Init(format!("cannot start a new session: {}", std::io::Error::last_os_error())));
+        return Err(crate::Error::Init(format!(
+            "cannot start a new session: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // The host binary must not be reachable through /proc/<pid>/exe while the init runs in the container.
     // In a new user namespace the container's root is not the host's root: it could not write the binary, and
@@ -113,7 +123,10 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     rootfs::setup(spec, args.rootfs, args.no_pivot)?;
 
     if let Some(sock) = &args.console {
-        let size = process_spec.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process_spec
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         console::setup(sock, size)?;
     }
     let in_uts = linux
@@ -145,7 +158,11 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     if let Err(source) = std::fs::create_dir_all(cwd) {
         // A cwd given as a descriptor link (/proc/self/fd/N) is checked when the process enters it.
         if !cwd.starts_with("/proc") {
-            return Err(process::ProcessError::Cwd { path: cwd.clone(), source }.into());
+            return Err(process::ProcessError::Cwd {
+                path: cwd.clone(),
+                source,
+            }
+            .into());
         }
     }
     rootfs::finalize(spec)?;
@@ -154,7 +171,11 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     let command = process::resolve(process_spec)?;
     let trampoline = Trampoline::prepare()?;
     args.channel.send(&Message::Ready)?;
-    Ok(Ready { command, trampoline, caps })
+    Ok(Ready {
+        command,
+        trampoline,
+        caps,
+    })
 }
 
 fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
@@ -172,11 +193,18 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
         }
         StartSignal::Channel => match args.channel.recv()? {
             Some(Message::Start) => {}
-            _ => return Err(crate::Error::Init("the runtime went away before starting the container".into())),
+            _ => {
+                return Err(crate::Error::Init(
+                    "the runtime went away before starting the container".into(),
+                ));
+            }
         },
     }
     let spec = args.spec;
-    let p = spec.process().as_ref().ok_or(crate::spec::SpecError::MissingField("process"))?;
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or(crate::spec::SpecError::MissingField("process"))?;
     process::apply_rlimits(p)?;
     let cwd = p.cwd();
     let early_cwd = process::enter_cwd(cwd);
@@ -191,6 +219,8 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
         process::apply_no_new_privs()?;
     }
     process::close_extra_fds(args.preserve_fds)?;
-    let err = ready.trampoline.exec(&ready.command.path, &ready.command.argv, &ready.command.envp);
+    let err = ready
+        .trampoline
+        .exec(&ready.command.path, &ready.command.argv, &ready.command.envp);
     Err(err.into())
 }

@@ -100,8 +100,13 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
                 plan.new_pid |= typ == LinuxNamespaceType::Pid;
             }
             Some(path) => {
-                let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|source| NamespaceError::Open { typ, path: path.clone(), source })?;
+                let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(
+                    |source| NamespaceError::Open {
+                        typ,
+                        path: path.clone(),
+                        source,
+                    },
+                )?;
                 match typ {
                     LinuxNamespaceType::Pid => plan.join_pid = Some((path.clone(), fd)),
                     LinuxNamespaceType::Time => plan.join_time = Some((path.clone(), fd)),
@@ -117,8 +122,13 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
 
 /// Joins one namespace by its open file.
 pub fn join(typ: LinuxNamespaceType, path: &std::path::Path, fd: &OwnedFd) -> Result<(), NamespaceError> {
-    rustix::thread::move_into_link_name_space(fd.as_fd(), Some(link_type(typ)))
-        .map_err(|source| NamespaceError::Join { typ, path: path.to_path_buf(), source })
+    rustix::thread::move_into_link_name_space(fd.as_fd(), Some(link_type(typ))).map_err(|source| {
+        NamespaceError::Join {
+            typ,
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// In the runtime, before forking: joins a pid or time namespace given by path (it applies to children), and
@@ -139,13 +149,20 @@ pub fn prepare_parent(plan: &Plan) -> Result<(), NamespaceError> {
 }
 
 fn map_text(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// Writes the uid and gid maps of the init `pid` (the runtime does this right after the fork).
-pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+pub fn write_id_maps(
+    pid: i32,
+    uids: &[LinuxIdMapping],
+    gids: &[LinuxIdMapping],
+) -> Result<(), NamespaceError> {
     let write = |file: &'static str, text: &str| {
-        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| NamespaceError::IdMap { file, source })
+        std::fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(|source| NamespaceError::IdMap { file, source })
     };
     if !uids.is_empty() {
         write("uid_map", &map_text(uids))?;
@@ -167,7 +184,11 @@ mod tests {
         )
         .expect("json");
         let p = plan(&nss).expect("plan");
-        let want = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        let want = libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC;
         assert_eq!(p.clone_flags, want as u64);
         assert!(p.new_pid && !p.new_user && p.join.is_empty());
     }

@@ -121,7 +121,10 @@ pub fn resolve(process: &Process) -> Result<Command, ProcessError> {
             None => return Err(ProcessError::NotFound(program.to_string())),
         }
     } else {
-        let search = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        let search = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
         let mut found = None;
         let mut denied = false;
         for dir in search.split(':').filter(|d| !d.is_empty()) {
@@ -141,13 +144,23 @@ pub fn resolve(process: &Process) -> Result<Command, ProcessError> {
             None => return Err(ProcessError::NotFound(program.to_string())),
         }
     };
-    let argv = args.iter().map(|a| cstring(a, "args")).collect::<Result<Vec<_>, _>>()?;
-    let mut envp = env.iter().map(|e| cstring(e, "env")).collect::<Result<Vec<_>, _>>()?;
+    let argv = args
+        .iter()
+        .map(|a| cstring(a, "args"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut envp = env
+        .iter()
+        .map(|e| cstring(e, "env"))
+        .collect::<Result<Vec<_>, _>>()?;
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         let home = home_of(process.user().uid()).unwrap_or_else(|| "/".to_string());
         envp.push(cstring(&format!("HOME={home}"), "env")?);
     }
-    Ok(Command { path: CString::new(path.as_os_str().as_bytes()).map_err(|_| ProcessError::Nul { what: "args" })?, argv, envp })
+    Ok(Command {
+        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| ProcessError::Nul { what: "args" })?,
+        argv,
+        envp,
+    })
 }
 
 fn home_of(uid: u32) -> Option<String> {
@@ -189,7 +202,10 @@ pub fn apply_rlimits(process: &Process) -> Result<(), ProcessError> {
             return Err(ProcessError::DuplicateRlimit(r.typ().to_string()));
         }
         seen |= bit;
-        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
         // SAFETY: `lim` is a valid rlimit struct that lives across the call.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
             return Err(ProcessError::Rlimit {
@@ -222,8 +238,13 @@ fn mask<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<u64, ProcessErro
     let mut m = 0u64;
     for name in names {
         let upper = name.to_ascii_uppercase();
-        let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-        let cap = Capability::from_str(&full).map_err(|_| ProcessError::UnknownCapability(name.to_string()))?;
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap =
+            Capability::from_str(&full).map_err(|_| ProcessError::UnknownCapability(name.to_string()))?;
         m |= cap.bitmask();
     }
     Ok(m)
@@ -231,7 +252,9 @@ fn mask<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<u64, ProcessErro
 
 /// Parses the spec's capabilities. `None` in the spec means no capabilities at all (runc does the same).
 pub fn cap_sets(process: &Process) -> Result<CapSets, ProcessError> {
-    let Some(c) = process.capabilities() else { return Ok(CapSets::default()) };
+    let Some(c) = process.capabilities() else {
+        return Ok(CapSets::default());
+    };
     let conv = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64, ProcessError> {
         match set {
             None => Ok(0),
@@ -278,7 +301,10 @@ pub fn apply_bounding(sets: &CapSets) -> Result<(), ProcessError> {
             if e.raw_os_error() == Some(libc::EINVAL) {
                 continue; // The kernel does not know this capability.
             }
-            return Err(ProcessError::Caps { what: format!("drop capability {cap} from the bounding set"), source: e });
+            return Err(ProcessError::Caps {
+                what: format!("drop capability {cap} from the bounding set"),
+                source: e,
+            });
         }
     }
     Ok(())
@@ -302,12 +328,27 @@ const CAP_V3: u32 = 0x2008_0522;
 
 /// Sets the effective, permitted and inheritable sets in one `capset`, then raises the ambient set.
 pub fn apply_caps(sets: &CapSets) -> Result<(), ProcessError> {
-    let mut header = CapHeader { version: CAP_V3, pid: 0 };
+    let mut header = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     let split = |m: u64| [(m & 0xffff_ffff) as u32, (m >> 32) as u32];
-    let (e, p, i) = (split(sets.effective), split(sets.permitted), split(sets.inheritable));
+    let (e, p, i) = (
+        split(sets.effective),
+        split(sets.permitted),
+        split(sets.inheritable),
+    );
     let data = [
-        CapData { effective: e[0], permitted: p[0], inheritable: i[0] },
-        CapData { effective: e[1], permitted: p[1], inheritable: i[1] },
+        CapData {
+            effective: e[0],
+            permitted: p[0],
+            inheritable: i[0],
+        },
+        CapData {
+            effective: e[1],
+            permitted: p[1],
+            inheritable: i[1],
+        },
     ];
     // SAFETY: header and data are the kernel's v3 structures (two data elements) and live across the call.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
@@ -318,7 +359,10 @@ pub fn apply_caps(sets: &CapSets) -> Result<(), ProcessError> {
             .unwrap_or(u64::MAX);
         let missing = (sets.permitted | sets.effective) & !ours;
         let what = if missing != 0 {
-            format!("set capabilities: {} not in the runtime's own bounding set", names_of(missing))
+            format!(
+                "set capabilities: {} not in the runtime's own bounding set",
+                names_of(missing)
+            )
         } else {
             "set the process capabilities".to_string()
         };
@@ -330,11 +374,20 @@ pub fn apply_caps(sets: &CapSets) -> Result<(), ProcessError> {
         }
         // SAFETY: PR_CAP_AMBIENT_RAISE takes a capability number and no pointers.
         let rc = unsafe {
-            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0, 0)
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
         };
         if rc != 0 {
             return Err(ProcessError::Caps {
-                what: format!("raise {} in the ambient set (it must be permitted and inheritable)", names_of(1 << cap)),
+                what: format!(
+                    "raise {} in the ambient set (it must be permitted and inheritable)",
+                    names_of(1 << cap)
+                ),
                 source: std::io::Error::last_os_error(),
             });
         }
@@ -348,13 +401,19 @@ pub fn apply_user(process: &Process) -> Result<(), ProcessError> {
     let user = process.user();
     let (uid, gid) = (user.uid(), user.gid());
     let groups: Vec<libc::gid_t> = user.additional_gids().as_deref().unwrap_or_default().to_vec();
-    let err = |what: String| ProcessError::User { what, source: std::io::Error::last_os_error() };
+    let err = |what: String| ProcessError::User {
+        what,
+        source: std::io::Error::last_os_error(),
+    };
     // SAFETY: `groups` is a valid array of `groups.len()` gids.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
         let e = std::io::Error::last_os_error();
         // In a user namespace with setgroups denied, an empty list is all there is to set.
         if !(groups.is_empty() && e.raw_os_error() == Some(libc::EPERM)) {
-            return Err(ProcessError::User { what: format!("set the supplementary groups {groups:?}"), source: e });
+            return Err(ProcessError::User {
+                what: format!("set the supplementary groups {groups:?}"),
+                source: e,
+            });
         }
     }
     // SAFETY: setresgid takes plain integers.
@@ -364,7 +423,10 @@ pub fn apply_user(process: &Process) -> Result<(), ProcessError> {
     if uid != 0 {
         // SAFETY: PR_SET_KEEPCAPS takes an integer flag.
         if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-            return Err(ProcessError::Prctl { what: "keep capabilities across the user change", source: std::io::Error::last_os_error() });
+            return Err(ProcessError::Prctl {
+                what: "keep capabilities across the user change",
+                source: std::io::Error::last_os_error(),
+            });
         }
     }
     // SAFETY: setresuid takes plain integers.
@@ -382,7 +444,10 @@ pub fn apply_user(process: &Process) -> Result<(), ProcessError> {
 pub fn apply_no_new_privs() -> Result<(), ProcessError> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(ProcessError::Prctl { what: "set no_new_privs", source: std::io::Error::last_os_error() });
+        return Err(ProcessError::Prctl {
+            what: "set no_new_privs",
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -390,7 +455,10 @@ pub fn apply_no_new_privs() -> Result<(), ProcessError> {
 /// Changes to the working directory and checks that it is inside the container's root: a directory file
 /// descriptor leaked from the host would otherwise give the process a way out (CVE-2024-21626 class).
 pub fn enter_cwd(cwd: &Path) -> Result<(), ProcessError> {
-    std::env::set_current_dir(cwd).map_err(|source| ProcessError::Cwd { path: cwd.to_path_buf(), source })?;
+    std::env::set_current_dir(cwd).map_err(|source| ProcessError::Cwd {
+        path: cwd.to_path_buf(),
+        source,
+    })?;
     let mut buf = [0u8; 4096];
     // SAFETY: `buf` is writable for its length; getcwd writes a NUL-terminated string into it.
     let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
@@ -407,7 +475,10 @@ pub fn close_extra_fds(preserve: u32) -> Result<(), ProcessError> {
     // SAFETY: close_range takes integers; CLOSE_RANGE_CLOEXEC only sets flags.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if rc != 0 {
-        return Err(ProcessError::Prctl { what: "mark inherited descriptors close-on-exec", source: std::io::Error::last_os_error() });
+        return Err(ProcessError::Prctl {
+            what: "mark inherited descriptors close-on-exec",
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -418,7 +489,10 @@ mod tests {
 
     #[test]
     fn capability_names() {
-        assert_eq!(mask(["CAP_CHOWN", "kill"]).ok(), Some(Capability::CAP_CHOWN.bitmask() | Capability::CAP_KILL.bitmask()));
+        assert_eq!(
+            mask(["CAP_CHOWN", "kill"]).ok(),
+            Some(Capability::CAP_CHOWN.bitmask() | Capability::CAP_KILL.bitmask())
+        );
         let err = mask(["CAP_FLY"]).expect_err("unknown");
         assert!(err.to_string().contains("CAP_FLY"));
         assert!(names_of(Capability::CAP_KILL.bitmask()).contains("CAP_KILL"));

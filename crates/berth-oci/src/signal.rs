@@ -51,7 +51,11 @@ const RTMAX: i32 = 64;
 pub fn parse(input: &str) -> Result<i32, SignalError> {
     let bad = || SignalError(input.to_string());
     if let Ok(n) = input.parse::<i32>() {
-        return if (1..=RTMAX).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=RTMAX).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = input.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -64,7 +68,11 @@ pub fn parse(input: &str) -> Result<i32, SignalError> {
         }
         let off: i32 = rest.parse().map_err(|_| bad())?;
         let n = base + sign * off;
-        if (RTMIN..=RTMAX).contains(&n) { Ok(n) } else { Err(bad()) }
+        if (RTMIN..=RTMAX).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        }
     };
     if let Some(rest) = name.strip_prefix("RTMIN") {
         return match rest.strip_prefix('+') {

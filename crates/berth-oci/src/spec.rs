@@ -32,7 +32,9 @@ pub enum SpecError {
         reason: String,
     },
     /// The spec's version is not one this runtime implements.
-    #[error("config.json has ociVersion {0:?}, but this runtime implements {OCI_VERSION_MIN} to {OCI_VERSION_MAX}")]
+    #[error(
+        "config.json has ociVersion {0:?}, but this runtime implements {OCI_VERSION_MIN} to {OCI_VERSION_MAX}"
+    )]
     UnsupportedVersion(String),
     /// A required part of the spec is absent.
     #[error("config.json has no {0}")]
@@ -55,7 +57,9 @@ pub enum SpecError {
         path: PathBuf,
     },
     /// No mount namespace: the runtime would change the host's mounts.
-    #[error("config.json must request a mount namespace: without one the container's mounts would change the host")]
+    #[error(
+        "config.json must request a mount namespace: without one the container's mounts would change the host"
+    )]
     NoMountNamespace,
     /// A mount entry is unusable.
     #[error("mount {index} ({destination}) is invalid: {reason}")]
@@ -99,10 +103,17 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
     let text = match std::fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SpecError::Missing { path }),
-        Err(e) => return Err(SpecError::Malformed { path, reason: e.to_string() }),
+        Err(e) => {
+            return Err(SpecError::Malformed {
+                path,
+                reason: e.to_string(),
+            });
+        }
     };
-    let spec: Spec = serde_json::from_slice(&text)
-        .map_err(|e| SpecError::Malformed { path: path.clone(), reason: e.to_string() })?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| SpecError::Malformed {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     let rootfs = validate(&spec, &dir)?;
     Ok(Bundle { dir, spec, rootfs })
 }
@@ -115,14 +126,20 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     if !rootfs.is_dir() {
         return Err(SpecError::MissingRootfs(rootfs));
     }
-    let process = spec.process().as_ref().ok_or(SpecError::MissingField("process"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(SpecError::MissingField("process"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(SpecError::EmptyArgs);
     }
     if !process.cwd().is_absolute() {
         return Err(SpecError::RelativeCwd(process.cwd().display().to_string()));
     }
-    let linux = spec.linux().as_ref().ok_or(SpecError::MissingField("linux section"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or(SpecError::MissingField("linux section"))?;
     let mut seen = HashSet::new();
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     for ns in namespaces {
@@ -132,7 +149,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         if let Some(p) = ns.path()
             && !p.exists()
         {
-            return Err(SpecError::MissingNamespacePath { typ: ns.typ(), path: p.clone() });
+            return Err(SpecError::MissingNamespacePath {
+                typ: ns.typ(),
+                path: p.clone(),
+            });
         }
     }
     if !seen.contains(&LinuxNamespaceType::Mount) {
@@ -147,16 +167,32 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     for (index, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         let destination = m.destination().display().to_string();
         if !m.destination().is_absolute() {
-            return Err(SpecError::BadMount { index, destination, reason: "the destination is not absolute" });
+            return Err(SpecError::BadMount {
+                index,
+                destination,
+                reason: "the destination is not absolute",
+            });
         }
         let typ = m.typ().as_deref().unwrap_or("");
         let is_bind = typ == "bind"
-            || m.options().as_deref().unwrap_or_default().iter().any(|o| o == "bind" || o == "rbind");
+            || m.options()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o == "bind" || o == "rbind");
         if is_bind && m.source().is_none() {
-            return Err(SpecError::BadMount { index, destination, reason: "a bind mount needs a source" });
+            return Err(SpecError::BadMount {
+                index,
+                destination,
+                reason: "a bind mount needs a source",
+            });
         }
         if !is_bind && typ.is_empty() {
-            return Err(SpecError::BadMount { index, destination, reason: "it has neither a type nor a bind option" });
+            return Err(SpecError::BadMount {
+                index,
+                destination,
+                reason: "it has neither a type nor a bind option",
+            });
         }
     }
     if let Some(sysctl) = linux.sysctl() {
@@ -216,14 +252,21 @@ mod tests {
             assert!(check_version(ok).is_ok(), "{ok}");
         }
         for bad in ["", "2.0.0", "1.3.0", "0.9.0", "1.0", "a.b.c", "1.0.0.0"] {
-            assert!(matches!(check_version(bad), Err(SpecError::UnsupportedVersion(_))), "{bad}");
+            assert!(
+                matches!(check_version(bad), Err(SpecError::UnsupportedVersion(_))),
+                "{bad}"
+            );
         }
     }
 
     fn bundle_with(spec: &Spec) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("rootfs")).expect("mkdir rootfs");
-        std::fs::write(dir.path().join("config.json"), serde_json::to_vec(spec).expect("json")).expect("write");
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec(spec).expect("json"),
+        )
+        .expect("write");
         dir
     }
 
@@ -253,7 +296,10 @@ mod tests {
         assert!(matches!(load(dir.path()), Err(SpecError::MissingRootfs(_))));
 
         let mut spec = default_spec();
-        spec.process_mut().as_mut().expect("process").set_args(Some(vec![]));
+        spec.process_mut()
+            .as_mut()
+            .expect("process")
+            .set_args(Some(vec![]));
         let dir = bundle_with(&spec);
         assert!(matches!(load(dir.path()), Err(SpecError::EmptyArgs)));
     }

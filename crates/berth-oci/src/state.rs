@@ -22,7 +22,9 @@ pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
 #[derive(Debug, Error)]
 pub enum StateError {
     /// The id is not acceptable.
-    #[error("{0:?} is not a valid container id: use letters, digits, '_', '-' and '.', at most 1024 characters")]
+    #[error(
+        "{0:?} is not a valid container id: use letters, digits, '_', '-' and '.', at most 1024 characters"
+    )]
     InvalidId(String),
     /// A container with this id exists.
     #[error("container {0:?} already exists")]
@@ -128,8 +130,14 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
         && id.len() <= 1024
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'));
-    if ok { Ok(()) } else { Err(StateError::InvalidId(id.to_string())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidId(id.to_string()))
+    }
 }
 
 /// The runtime's state root (`--root`).
@@ -157,7 +165,10 @@ impl Root {
     /// Reserves `id`: creates its directory, failing if it exists.
     pub fn reserve(&self, id: &str) -> Result<PathBuf, StateError> {
         validate_id(id)?;
-        let io = |path: &Path, source| StateError::Io { path: path.to_path_buf(), source };
+        let io = |path: &Path, source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if !self.path.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -184,7 +195,10 @@ impl Root {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| StateError::Corrupt { path, reason: e.to_string() }),
+                .map_err(|e| StateError::Corrupt {
+                    path,
+                    reason: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if dir.is_dir() {
                     Ok(None)
@@ -201,7 +215,10 @@ impl Root {
         let dir = self.dir(&record.id);
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join(STATE_FILE);
-        let io = |path: &Path, source| StateError::Io { path: path.to_path_buf(), source };
+        let io = |path: &Path, source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let bytes = serde_json::to_vec(record).map_err(|e| StateError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
@@ -227,7 +244,12 @@ impl Root {
         let entries = match std::fs::read_dir(&self.path) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StateError::Io { path: self.path.clone(), source: e }),
+            Err(e) => {
+                return Err(StateError::Io {
+                    path: self.path.clone(),
+                    source: e,
+                });
+            }
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -244,7 +266,11 @@ impl Root {
         if !process_alive(record.pid, record.start_time) {
             return Status::Stopped;
         }
-        if self.dir(&record.id).join(EXEC_FIFO).exists() { Status::Created } else { Status::Running }
+        if self.dir(&record.id).join(EXEC_FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
     }
 }
 
@@ -263,12 +289,15 @@ pub fn proc_stat(pid: i32) -> Option<(u64, u8)> {
 
 /// Whether `pid` is the same live process that was recorded (a zombie counts as gone).
 pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    pid > 0 && matches!(proc_stat(pid), Some((start, state)) if start == start_time && state != b'Z' && state != b'X')
+    pid > 0
+        && matches!(proc_stat(pid), Some((start, state)) if start == start_time && state != b'Z' && state != b'X')
 }
 
 /// Now, as RFC 3339 with nanoseconds in UTC (no time-zone database needed).
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -310,7 +339,10 @@ mod tests {
         let root = Root::new(dir.path().join("root"));
         let d = root.reserve("c1").expect("reserve");
         assert!(matches!(root.reserve("c1"), Err(StateError::AlreadyExists(_))));
-        assert!(root.load("c1").expect("load").is_none(), "no state.json yet means creating");
+        assert!(
+            root.load("c1").expect("load").is_none(),
+            "no state.json yet means creating"
+        );
         let (start_time, _) = proc_stat(std::process::id() as i32).expect("own stat");
         let rec = Record {
             id: "c1".into(),
@@ -329,7 +361,13 @@ mod tests {
         assert_eq!(root.status(&back), Status::Running);
         std::fs::write(d.join(EXEC_FIFO), b"").expect("fifo stand-in");
         assert_eq!(root.status(&back), Status::Created);
-        assert_eq!(root.status(&Record { start_time: start_time + 1, ..back }), Status::Stopped);
+        assert_eq!(
+            root.status(&Record {
+                start_time: start_time + 1,
+                ..back
+            }),
+            Status::Stopped
+        );
         assert_eq!(root.ids().expect("ids"), vec!["c1".to_string()]);
         root.remove("c1").expect("remove");
         assert!(matches!(root.load("c1"), Err(StateError::NotFound(_))));

@@ -109,7 +109,12 @@ mod tests {
     #[test]
     fn roundtrip_and_eof() {
         let (a, b) = pair().expect("pair");
-        for m in [Message::Ready, Message::Error("bad mount".into()), Message::IdMapsWritten, Message::Start] {
+        for m in [
+            Message::Ready,
+            Message::Error("bad mount".into()),
+            Message::IdMapsWritten,
+            Message::Start,
+        ] {
             a.send(&m).expect("send");
             assert_eq!(b.recv().expect("recv"), Some(m));
         }

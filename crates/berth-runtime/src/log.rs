@@ -29,9 +29,7 @@ impl Logger {
     fn line(&self, level: &str, msg: &str) -> String {
         let time = berth_oci::state::now_rfc3339();
         match self.format {
-            Format::Json => {
-                serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
-            }
+            Format::Json => serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string(),
             Format::Text => format!("time={time:?} level={level} msg={msg:?}"),
         }
     }

@@ -14,7 +14,11 @@ use berth_oci::state::{DEFAULT_ROOT, Root};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "berth-runtime", version, about = "An OCI container runtime with runc's command line")]
+#[command(
+    name = "berth-runtime",
+    version,
+    about = "An OCI container runtime with runc's command line"
+)]
 struct Cli {
     /// Directory for the containers' state.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]
@@ -219,7 +223,11 @@ fn execute(cli: &Cli, logger: &log::Logger) -> Result<i32> {
                 serde_json::to_writer(&mut out, &all)?;
                 writeln!(out)?;
             } else {
-                writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                )?;
                 for s in &all {
                     writeln!(
                         out,

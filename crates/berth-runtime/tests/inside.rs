@@ -201,7 +201,11 @@ fn process_user_env_cwd_rlimits_caps() {
     groups.sort_unstable();
     assert_eq!(groups, vec![10, 20]);
     assert_eq!(r.umask.as_ref().ok(), Some(&0o027));
-    assert_eq!(r.cwd.as_deref().ok(), Some("/home/created-by-the-runtime"), "a missing cwd is created");
+    assert_eq!(
+        r.cwd.as_deref().ok(),
+        Some("/home/created-by-the-runtime"),
+        "a missing cwd is created"
+    );
     assert_eq!(r.env_var("BERTH_TEST"), Some("yes"));
     assert_eq!(
         r.env_var("HOME"),

@@ -90,7 +90,11 @@ impl Drop for Cleanup<'_> {
 /// Creates container `opts.id` from `opts.bundle`.
 pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     let bundle = spec::load(&opts.bundle)?;
-    let process = bundle.spec.process().as_ref().ok_or(spec::SpecError::MissingField("process"))?;
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .ok_or(spec::SpecError::MissingField("process"))?;
     let terminal = process.terminal() == Some(true);
     match (terminal, &opts.console_socket, mode) {
         (true, None, StartMode::Detached) => {
@@ -99,13 +103,23 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
             ));
         }
         (false, Some(_), _) => {
-            return Err(Error::Usage("--console-socket was given but process.terminal is false".into()));
+            return Err(Error::Usage(
+                "--console-socket was given but process.terminal is false".into(),
+            ));
         }
         _ => {}
     }
-    let linux = bundle.spec.linux().as_ref().ok_or(spec::SpecError::MissingField("linux section"))?;
+    let linux = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .ok_or(spec::SpecError::MissingField("linux section"))?;
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
-    let mut console = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+    let mut console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
     // A foreground run with a terminal and no console socket relays the terminal itself.
     let mut local_console = None;
     if terminal && console.is_none() {
@@ -115,7 +129,12 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     }
 
     let dir = root.reserve(&opts.id)?;
-    let mut cleanup = Cleanup { root, id: &opts.id, child: None, armed: true };
+    let mut cleanup = Cleanup {
+        root,
+        id: &opts.id,
+        child: None,
+        armed: true,
+    };
 
     let start = match mode {
         StartMode::Detached => {
@@ -147,9 +166,18 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     };
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a copy of this
     // single-threaded process and continues below with its own memory. `args` lives across the call.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
     if pid < 0 {
-        return Err(Error::sys("fork the container's init", std::io::Error::last_os_error()));
+        return Err(Error::sys(
+            "fork the container's init",
+            std::io::Error::last_os_error(),
+        ));
     }
     if pid == 0 {
         drop(parent_end);
@@ -170,7 +198,12 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     drop(child_end);
     drop(start);
     drop(console);
-    cleanup.child = Some((pid, pidfd.try_clone().map_err(|e| Error::sys("duplicate the init's pidfd", e))?));
+    cleanup.child = Some((
+        pid,
+        pidfd
+            .try_clone()
+            .map_err(|e| Error::sys("duplicate the init's pidfd", e))?,
+    ));
 
     if plan.new_user {
         namespaces::write_id_maps(
@@ -183,7 +216,11 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     match parent_end.recv()? {
         Some(Message::Ready) => {}
         Some(Message::Error(text)) => return Err(Error::Init(text)),
-        _ => return Err(Error::Init("the container's init exited before it was ready".into())),
+        _ => {
+            return Err(Error::Init(
+                "the container's init exited before it was ready".into(),
+            ));
+        }
     }
     let (start_time, _) = crate::state::proc_stat(pid)
         .ok_or_else(|| Error::Init("the container's init exited before it was ready".into()))?;
@@ -204,13 +241,22 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         write_pid_file(path, pid)?;
     }
     cleanup.armed = false;
-    Ok(Created { pid, pidfd, channel: parent_end, console: local_console })
+    Ok(Created {
+        pid,
+        pidfd,
+        channel: parent_end,
+        console: local_console,
+    })
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::sys(format!("write the pid file {}", tmp.display()), e))?;
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| Error::sys(format!("write the pid file {}", tmp.display()), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::sys(format!("write the pid file {}", path.display()), e))
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::state::{Root, Status, StateError};
+use crate::state::{Root, StateError, Status};
 use crate::{Error, Result};
 
 /// Deletes container `id`.
@@ -19,7 +19,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             )));
         }
         (Status::Creating, _) if !force => {
-            return Err(Error::Usage(format!("container {id:?} is still being created: use --force")));
+            return Err(Error::Usage(format!(
+                "container {id:?} is still being created: use --force"
+            )));
         }
         (Status::Created | Status::Running, Some(record)) => {
             if let Some(init) = super::pidfd(record) {
@@ -32,7 +34,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
                 }
                 let _ = super::signal_pidfd(&init, libc::SIGKILL);
                 if !super::wait_exit(&init, Duration::from_secs(10)) {
-                    return Err(Error::Init(format!("container {id:?} did not die within 10 s of SIGKILL")));
+                    return Err(Error::Init(format!(
+                        "container {id:?} did not die within 10 s of SIGKILL"
+                    )));
                 }
             }
         }

@@ -7,15 +7,24 @@ use crate::{Error, Result};
 pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = super::load(root, id)?;
     super::require(id, c.status, &[Status::Created, Status::Running], "kill")?;
-    let record = c.record.as_ref().ok_or_else(|| Error::Init("the container has no record yet".into()))?;
-    let not_running = || Error::WrongStatus { id: id.to_string(), status: Status::Stopped, op: "kill" };
+    let record = c
+        .record
+        .as_ref()
+        .ok_or_else(|| Error::Init("the container has no record yet".into()))?;
+    let not_running = || Error::WrongStatus {
+        id: id.to_string(),
+        status: Status::Stopped,
+        op: "kill",
+    };
     let init = super::pidfd(record).ok_or_else(not_running)?;
     if all {
         for pid in super::pids(record) {
             if pid == record.pid {
                 continue;
             }
-            let Some(p) = rustix::process::Pid::from_raw(pid) else { continue };
+            let Some(p) = rustix::process::Pid::from_raw(pid) else {
+                continue;
+            };
             if let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
                 // A process that exits meanwhile is fine to miss.
                 let _ = super::signal_pidfd(&fd, signal);

@@ -43,14 +43,18 @@ pub fn pidfd(record: &Record) -> Option<OwnedFd> {
 
 fn ns_inode(pid: i32, ns: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The pids of every process of the container: those in the init's pid namespace when the container has
 /// its own, else those in the init's mount namespace (a container always has its own mount namespace).
 pub fn pids(record: &Record) -> Vec<i32> {
     let ns = if record.own_pid_ns { "pid" } else { "mnt" };
-    let Some(want) = ns_inode(record.pid, ns) else { return Vec::new() };
+    let Some(want) = ns_inode(record.pid, ns) else {
+        return Vec::new();
+    };
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -65,19 +69,40 @@ pub fn pids(record: &Record) -> Vec<i32> {
 pub fn signal_pidfd(fd: &OwnedFd, signal: i32) -> std::io::Result<()> {
     // SAFETY: pidfd_send_signal takes a descriptor, a signal number and a null siginfo.
     let rc = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, std::os::fd::AsRawFd::as_raw_fd(fd), signal, std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            signal,
+            std::ptr::null::<u8>(),
+            0,
+        )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Waits up to `timeout` for the process behind `fd` to exit.
 pub fn wait_exit(fd: &OwnedFd, timeout: std::time::Duration) -> bool {
-    let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: i64::from(timeout.subsec_nanos()) };
+    let ts = rustix::time::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
     let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
     matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
 }
 
 /// Requires one of `allowed` statuses for `op`.
 pub fn require(id: &str, status: Status, allowed: &[Status], op: &'static str) -> Result<()> {
-    if allowed.contains(&status) { Ok(()) } else { Err(Error::WrongStatus { id: id.to_string(), status, op }) }
+    if allowed.contains(&status) {
+        Ok(())
+    } else {
+        Err(Error::WrongStatus {
+            id: id.to_string(),
+            status,
+            op,
+        })
+    }
 }

@@ -64,7 +64,11 @@ fn forward_and_wait(created: &create::Created) -> Result<i32> {
         None => None,
     };
     let _raw = master.as_ref().map(|_| crate::console::RawMode::enter());
-    let mut relay = master.as_ref().map(|m| Relay { master: m.as_fd(), stdin_open: true, master_open: true });
+    let mut relay = master.as_ref().map(|m| Relay {
+        master: m.as_fd(),
+        stdin_open: true,
+        master_open: true,
+    });
     created.channel.send(&Message::Start)?;
     loop {
         use rustix::event::{PollFd, PollFlags};
@@ -74,8 +78,22 @@ fn forward_and_wait(created: &create::Created) -> Result<i32> {
             PollFd::new(&sfd, PollFlags::IN),
         ];
         if let Some(r) = &relay {
-            fds.push(PollFd::from_borrowed_fd(r.master, if r.master_open { PollFlags::IN } else { PollFlags::empty() }));
-            fds.push(PollFd::from_borrowed_fd(stdin, if r.stdin_open { PollFlags::IN } else { PollFlags::empty() }));
+            fds.push(PollFd::from_borrowed_fd(
+                r.master,
+                if r.master_open {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                },
+            ));
+            fds.push(PollFd::from_borrowed_fd(
+                stdin,
+                if r.stdin_open {
+                    PollFlags::IN
+                } else {
+                    PollFlags::empty()
+                },
+            ));
         }
         match rustix::event::poll(&mut fds, None) {
             Ok(_) => {}
@@ -97,7 +115,11 @@ fn forward_and_wait(created: &create::Created) -> Result<i32> {
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
             // SAFETY: reads at most size_of::<signalfd_siginfo>() bytes into `info`.
             let n = unsafe {
-                libc::read(sfd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), std::mem::size_of::<libc::signalfd_siginfo>())
+                libc::read(
+                    sfd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
             };
             if n > 0 {
                 let sig = info.ssi_signo as i32;
@@ -121,9 +143,16 @@ fn forward_and_wait(created: &create::Created) -> Result<i32> {
     let mut status = 0;
     // SAFETY: reaps our own child into a valid status integer.
     if unsafe { libc::waitpid(created.pid, &mut status, 0) } < 0 {
-        return Err(Error::sys("reap the container's process", std::io::Error::last_os_error()));
+        return Err(Error::sys(
+            "reap the container's process",
+            std::io::Error::last_os_error(),
+        ));
     }
-    Ok(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) })
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
 }
 
 /// The terminal relay of a foreground run: host stdin → pty master → host stdout.
@@ -134,8 +163,14 @@ struct Relay<'a> {
 }
 
 fn readable(fd: BorrowedFd<'_>) -> bool {
-    let mut fds = [rustix::event::PollFd::from_borrowed_fd(fd, rustix::event::PollFlags::IN)];
-    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+        fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 

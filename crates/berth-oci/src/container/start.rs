@@ -11,15 +11,24 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     super::require(id, c.status, &[Status::Created], "start")?;
     let fifo = root.dir(id).join(EXEC_FIFO);
     // Non-blocking: with no reader (the init is gone) the open fails with ENXIO instead of hanging.
-    let fd = match rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty()) {
+    let fd = match rustix::fs::open(
+        &fifo,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NXIO) => {
-            return Err(Error::WrongStatus { id: id.to_string(), status: Status::Stopped, op: "start" });
+            return Err(Error::WrongStatus {
+                id: id.to_string(),
+                status: Status::Stopped,
+                op: "start",
+            });
         }
         Err(e) => return Err(Error::sys(format!("open the exec fifo {}", fifo.display()), e)),
     };
     rustix::io::write(&fd, b"0").map_err(|e| Error::sys("signal the container's init to start", e))?;
     // Without the fifo the status reads `running`.
-    std::fs::remove_file(&fifo).map_err(|e| Error::sys(format!("remove the exec fifo {}", fifo.display()), e))?;
+    std::fs::remove_file(&fifo)
+        .map_err(|e| Error::sys(format!("remove the exec fifo {}", fifo.display()), e))?;
     Ok(())
 }
