@@ -30,6 +30,9 @@ pub enum Error {
     /// The guarded exec failed.
     #[error(transparent)]
     ExeGuard(#[from] crate::exe_guard::ExeGuardError),
+    /// A hook failed.
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     /// A signal name is unknown.
     #[error(transparent)]
     Signal(#[from] crate::signal::SignalError),

@@ -11,6 +11,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::exe_guard::Trampoline;
+use crate::hooks::{self, Kind as HookKind};
 use crate::namespaces::Plan;
 use crate::sync::{Channel, Message};
 use crate::{console, namespaces, process, rootfs};
@@ -31,6 +32,10 @@ pub struct InitArgs<'a> {
     pub spec: &'a Spec,
     /// The rootfs on the host.
     pub rootfs: &'a Path,
+    /// The container id (for the hooks' state).
+    pub id: &'a str,
+    /// The bundle directory (for the hooks' state).
+    pub bundle: &'a Path,
     /// Namespaces to join.
     pub plan: &'a Plan,
     /// The init's end of the sync channel.
@@ -73,6 +78,23 @@ struct Ready {
     command: process::Command,
     trampoline: Trampoline,
     caps: process::CapSets,
+    /// The init's pid in the runtime's namespace, when the runtime told it (only needed by hooks).
+    host_pid: i32,
+}
+
+/// The state the hooks see.
+fn hook_state(args: &InitArgs<'_>, status: crate::state::Status, pid: i32) -> crate::state::OciState {
+    crate::state::OciState {
+        oci_version: crate::spec::OCI_VERSION_MAX.to_string(),
+        id: args.id.to_string(),
+        status,
+        pid,
+        bundle: args.bundle.to_path_buf(),
+        rootfs: args.rootfs.to_path_buf(),
+        created: String::new(),
+        owner: String::new(),
+        annotations: args.spec.annotations().clone().unwrap_or_default(),
+    }
 }
 
 fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
@@ -104,6 +126,9 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     for (typ, path, fd) in &args.plan.join {
         namespaces::join(*typ, path, fd)?;
     }
+    if args.plan.clone_flags & namespaces::flag(LinuxNamespaceType::Network) != 0 {
+        namespaces::loopback_up()?;
+    }
     // SAFETY: setsid takes no arguments; the forked init is not a process group leader.
     if unsafe { libc::setsid() } < 0 {
         return Err(crate::Error::Init(format!(
@@ -120,7 +145,36 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
     }
 
     let caps = process::cap_sets(process_spec)?;
-    rootfs::setup(spec, args.rootfs, args.no_pivot)?;
+    let spec_hooks = spec.hooks().as_ref();
+    let mut host_pid = 0;
+    let wants_hooks = hooks::any(
+        spec_hooks,
+        &[
+            HookKind::Prestart,
+            HookKind::CreateRuntime,
+            HookKind::CreateContainer,
+            HookKind::StartContainer,
+        ],
+    );
+    rootfs::setup_with(spec, args.rootfs, args.no_pivot, || {
+        if !wants_hooks {
+            return Ok(());
+        }
+        // The runtime runs prestart and createRuntime now, in its namespaces; then createContainer runs here,
+        // in the container's namespaces, before pivot_root.
+        args.channel.send(&Message::HooksRequest)?;
+        match args.channel.recv()? {
+            Some(Message::HooksDone(pid)) => host_pid = pid,
+            _ => {
+                return Err(crate::Error::Init(
+                    "the runtime did not finish the createRuntime hooks".into(),
+                ));
+            }
+        }
+        let state = hook_state(args, crate::state::Status::Creating, host_pid);
+        hooks::run(spec_hooks, HookKind::CreateContainer, &state)?;
+        Ok(())
+    })?;
 
     if let Some(sock) = &args.console {
         let size = process_spec
@@ -175,6 +229,7 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
         command,
         trampoline,
         caps,
+        host_pid,
     })
 }
 
@@ -201,6 +256,8 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
         },
     }
     let spec = args.spec;
+    let state = hook_state(args, crate::state::Status::Created, ready.host_pid);
+    hooks::run(spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
     let p = spec
         .process()
         .as_ref()

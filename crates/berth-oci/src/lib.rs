@@ -19,6 +19,7 @@ pub mod console;
 pub mod container;
 pub mod error;
 pub mod exe_guard;
+pub mod hooks;
 pub mod init;
 pub mod namespaces;
 pub mod process;

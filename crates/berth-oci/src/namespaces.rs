@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
 use rustix::fs::{Mode, OFlags};
 use rustix::thread::LinkNameSpaceType;
 use thiserror::Error;
@@ -34,6 +34,12 @@ pub enum NamespaceError {
     /// A new time namespace could not be made.
     #[error("cannot create a time namespace: {0}")]
     Time(rustix::io::Errno),
+    /// The loopback interface could not be brought up.
+    #[error("cannot bring up the loopback interface of the container's network namespace: {0}")]
+    Loopback(std::io::Error),
+    /// The time offsets are unusable.
+    #[error("invalid time offsets: {0}")]
+    TimeOffset(String),
     /// The id maps could not be written.
     #[error("cannot write {file} of the container's init: {source}")]
     IdMap {
@@ -132,8 +138,11 @@ pub fn join(typ: LinuxNamespaceType, path: &std::path::Path, fd: &OwnedFd) -> Re
 }
 
 /// In the runtime, before forking: joins a pid or time namespace given by path (it applies to children), and
-/// unshares a new time namespace (clone cannot create one).
-pub fn prepare_parent(plan: &Plan) -> Result<(), NamespaceError> {
+/// unshares a new time namespace (clone cannot create one) with the spec's clock offsets.
+pub fn prepare_parent(
+    plan: &Plan,
+    time_offsets: Option<&std::collections::HashMap<String, LinuxTimeOffset>>,
+) -> Result<(), NamespaceError> {
     if let Some((path, fd)) = &plan.join_pid {
         join(LinuxNamespaceType::Pid, path, fd)?;
     }
@@ -144,6 +153,29 @@ pub fn prepare_parent(plan: &Plan) -> Result<(), NamespaceError> {
         // SAFETY: NEWTIME does not unshare the file table; the runtime is single-threaded.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWTIME) }
             .map_err(NamespaceError::Time)?;
+        if let Some(offsets) = time_offsets.filter(|o| !o.is_empty()) {
+            let mut text = String::new();
+            for (clock, off) in offsets {
+                if clock != "monotonic" && clock != "boottime" {
+                    return Err(NamespaceError::TimeOffset(format!(
+                        "{clock:?} is not a clock with an offset (monotonic, boottime)"
+                    )));
+                }
+                text.push_str(&format!(
+                    "{clock} {} {}\n",
+                    off.secs().unwrap_or(0),
+                    off.nanosecs().unwrap_or(0)
+                ));
+            }
+            // The offsets must be written before the first process enters the namespace: the init, next.
+            std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+                NamespaceError::TimeOffset(format!("cannot write /proc/self/timens_offsets: {e}"))
+            })?;
+        }
+    } else if time_offsets.is_some_and(|o| !o.is_empty()) {
+        return Err(NamespaceError::TimeOffset(
+            "time offsets need a new time namespace".into(),
+        ));
     }
     Ok(())
 }
@@ -169,6 +201,35 @@ pub fn write_id_maps(
     }
     if !gids.is_empty() {
         write("gid_map", &map_text(gids))?;
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface of the current (new) network namespace up, as runc does.
+pub fn loopback_up() -> Result<(), NamespaceError> {
+    let err = |source: std::io::Error| NamespaceError::Loopback(source);
+    // SAFETY: socket takes integers and returns a new descriptor or -1.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `sock` is a new descriptor that nothing else owns.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+    // SAFETY: an all-zero ifreq is valid; the name is copied below.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: SIOCGIFFLAGS fills `req`, a valid ifreq for the call.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the flags member is the one SIOCGIFFLAGS wrote.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, valid for the call.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(err(std::io::Error::last_os_error()));
     }
     Ok(())
 }

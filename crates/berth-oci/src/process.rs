@@ -326,7 +326,8 @@ struct CapData {
 
 const CAP_V3: u32 = 0x2008_0522;
 
-/// Sets the effective, permitted and inheritable sets in one `capset`, then raises the ambient set.
+/// Sets the effective, permitted and inheritable sets in one `capset`, then raises the ambient capabilities
+/// that are also permitted and inheritable.
 pub fn apply_caps(sets: &CapSets) -> Result<(), ProcessError> {
     let mut header = CapHeader {
         version: CAP_V3,
@@ -368,8 +369,11 @@ pub fn apply_caps(sets: &CapSets) -> Result<(), ProcessError> {
         };
         return Err(ProcessError::Caps { what, source });
     }
+    // The kernel raises an ambient capability only if it is permitted and inheritable; runc and crun skip the
+    // others (runc's default spec asks for ambient capabilities that are not inheritable), and so do we.
+    let raisable = sets.ambient & sets.permitted & sets.inheritable;
     for cap in 0..64u32 {
-        if sets.ambient & (1u64 << cap) == 0 {
+        if raisable & (1u64 << cap) == 0 {
             continue;
         }
         // SAFETY: PR_CAP_AMBIENT_RAISE takes a capability number and no pointers.

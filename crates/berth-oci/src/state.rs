@@ -97,6 +97,26 @@ pub struct Record {
     pub own_pid_ns: bool,
     /// The owner's uid (the user who ran create).
     pub owner: u32,
+    /// The spec's hooks, kept for `poststart` and `poststop` (config.json may change after create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+}
+
+impl Record {
+    /// The OCI state of this record with `status`.
+    pub fn oci_state(&self, status: Status) -> OciState {
+        OciState {
+            oci_version: crate::spec::OCI_VERSION_MAX.to_string(),
+            id: self.id.clone(),
+            status,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: String::new(),
+            annotations: self.annotations.clone(),
+        }
+    }
 }
 
 /// The OCI state, as `state` prints it.
@@ -354,6 +374,7 @@ mod tests {
             created: now_rfc3339(),
             own_pid_ns: true,
             owner: 0,
+            hooks: None,
         };
         root.save(&rec).expect("save");
         let back = root.load("c1").expect("load").expect("record");

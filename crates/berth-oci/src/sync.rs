@@ -34,6 +34,10 @@ pub enum Message {
     IdMapsWritten,
     /// runtime → init (`run` without a fifo): execute the user process now.
     Start,
+    /// init → runtime: the mounts are in place; run the createRuntime hooks, then answer [`Message::HooksDone`].
+    HooksRequest,
+    /// runtime → init: the runtime's hooks ran; the init's pid in the runtime's pid namespace.
+    HooksDone(i32),
 }
 
 const MAX: usize = 8192;
@@ -73,6 +77,11 @@ impl Channel {
             }
             Message::IdMapsWritten => buf.push(b'M'),
             Message::Start => buf.push(b'S'),
+            Message::HooksRequest => buf.push(b'H'),
+            Message::HooksDone(pid) => {
+                buf.push(b'D');
+                buf.extend_from_slice(&pid.to_le_bytes());
+            }
         }
         rustix::net::send(&self.0, &buf, SendFlags::NOSIGNAL).map_err(SyncError::Send)?;
         Ok(())
@@ -96,6 +105,8 @@ impl Channel {
             b'E' => Message::Error(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             b'M' => Message::IdMapsWritten,
             b'S' => Message::Start,
+            b'H' => Message::HooksRequest,
+            b'D' if n == 5 => Message::HooksDone(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])),
             _ => return Err(SyncError::Malformed),
         };
         Ok(Some(msg))
@@ -114,6 +125,8 @@ mod tests {
             Message::Error("bad mount".into()),
             Message::IdMapsWritten,
             Message::Start,
+            Message::HooksRequest,
+            Message::HooksDone(-7),
         ] {
             a.send(&m).expect("send");
             assert_eq!(b.recv().expect("recv"), Some(m));

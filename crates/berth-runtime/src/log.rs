@@ -50,6 +50,16 @@ impl Logger {
         let _ = writeln!(std::io::stderr(), "berth-runtime: {one_line}");
     }
 
+    /// Logs a warning; it always reaches stderr too.
+    pub fn warn(&self, msg: &str) {
+        self.write("warning", msg);
+        let _ = writeln!(
+            std::io::stderr(),
+            "berth-runtime: warning: {}",
+            msg.replace('\n', " ")
+        );
+    }
+
     /// Logs a debug message when `--debug` is given.
     pub fn debug(&self, msg: &str) {
         if self.debug {

@@ -173,6 +173,12 @@ fn main() {
     std::process::exit(code);
 }
 
+fn warn(logger: &log::Logger, warnings: Vec<String>) {
+    for w in warnings {
+        logger.warn(&w);
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -202,15 +208,17 @@ fn execute(cli: &Cli, logger: &log::Logger) -> Result<i32> {
         Command::Create(args) => {
             container::create::create(&root, &args.options(), StartMode::Detached)?;
         }
-        Command::Start { id } => container::start::start(&root, id)?,
+        Command::Start { id } => warn(logger, container::start::start(&root, id)?),
         Command::State { id } => print_json(&container::list::state(&root, id)?)?,
         Command::Kill { all, id, signal } => {
             let sig = berth_oci::signal::parse(signal)?;
             container::kill::kill(&root, id, sig, *all)?;
         }
-        Command::Delete { force, id } => container::delete::delete(&root, id, *force)?,
+        Command::Delete { force, id } => warn(logger, container::delete::delete(&root, id, *force)?),
         Command::Run { create, detach, .. } => {
-            return Ok(container::run::run(&root, &create.options(), *detach)?);
+            let (code, warnings) = container::run::run(&root, &create.options(), *detach)?;
+            warn(logger, warnings);
+            return Ok(code);
         }
         Command::List { format, quiet } => {
             let all = container::list::list(&root)?;

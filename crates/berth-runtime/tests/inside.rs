@@ -412,3 +412,23 @@ fn rootfs_propagation_and_no_pivot() {
     assert_eq!(r.pid, 1);
     assert!(r.mount_at("/proc").is_some());
 }
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let out = run_sh(&rt, &mut bundle, "cat /sys/class/net/lo/flags");
+    assert_success(&out, "read lo's flags");
+    let flags = u32::from_str_radix(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex flags");
+    assert_eq!(
+        flags & libc::IFF_UP as u32,
+        libc::IFF_UP as u32,
+        "lo is down: flags {flags:#x}"
+    );
+}

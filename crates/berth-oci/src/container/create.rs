@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
+use crate::hooks::{self, Kind as HookKind};
 use crate::init::{InitArgs, StartSignal};
 use crate::state::{EXEC_FIFO, Record, Root};
 use crate::sync::{self, Channel, Message};
@@ -115,6 +116,8 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         .as_ref()
         .ok_or(spec::SpecError::MissingField("linux section"))?;
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
+    let spec_hooks = bundle.spec.hooks().as_ref();
+    hooks::validate(spec_hooks)?;
     let mut console = opts
         .console_socket
         .as_deref()
@@ -154,7 +157,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         StartMode::Attached => StartSignal::Channel,
     };
     let (parent_end, child_end) = sync::pair()?;
-    namespaces::prepare_parent(&plan)?;
+    namespaces::prepare_parent(&plan, linux.time_offsets().as_ref())?;
 
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
@@ -184,6 +187,8 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         crate::init::run(InitArgs {
             spec: &bundle.spec,
             rootfs: &bundle.rootfs,
+            id: &opts.id,
+            bundle: &bundle.dir,
             plan: &plan,
             channel: child_end,
             console,
@@ -213,7 +218,25 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         )?;
         parent_end.send(&Message::IdMapsWritten)?;
     }
-    match parent_end.recv()? {
+    let mut msg = parent_end.recv()?;
+    if msg == Some(Message::HooksRequest) {
+        let state = crate::state::OciState {
+            oci_version: crate::spec::OCI_VERSION_MAX.to_string(),
+            id: opts.id.clone(),
+            status: crate::state::Status::Creating,
+            pid,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: String::new(),
+            owner: String::new(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        };
+        hooks::run(spec_hooks, HookKind::Prestart, &state)?;
+        hooks::run(spec_hooks, HookKind::CreateRuntime, &state)?;
+        parent_end.send(&Message::HooksDone(pid))?;
+        msg = parent_end.recv()?;
+    }
+    match msg {
         Some(Message::Ready) => {}
         Some(Message::Error(text)) => return Err(Error::Init(text)),
         _ => {
@@ -235,6 +258,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         own_pid_ns: plan.new_pid,
         // SAFETY: getuid cannot fail.
         owner: unsafe { libc::getuid() },
+        hooks: spec_hooks.cloned(),
     };
     root.save(&record)?;
     if let Some(path) = &opts.pid_file {

@@ -5,11 +5,11 @@ use std::time::Duration;
 use crate::state::{Root, StateError, Status};
 use crate::{Error, Result};
 
-/// Deletes container `id`.
-pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+/// Deletes container `id`. Returns the warnings of failed `poststop` hooks (they do not fail the delete).
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
     let c = match super::load(root, id) {
         Ok(c) => c,
-        Err(Error::State(StateError::NotFound(_))) if force => return Ok(()),
+        Err(Error::State(StateError::NotFound(_))) if force => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     match (c.status, &c.record) {
@@ -43,5 +43,12 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         _ => {}
     }
     root.remove(id)?;
-    Ok(())
+    let mut warnings = Vec::new();
+    if let Some(record) = &c.record {
+        let state = record.oci_state(Status::Stopped);
+        if let Err(e) = crate::hooks::run(record.hooks.as_ref(), crate::hooks::Kind::Poststop, &state) {
+            warnings.push(e.to_string());
+        }
+    }
+    Ok(warnings)
 }

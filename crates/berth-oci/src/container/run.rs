@@ -22,22 +22,32 @@ const FORWARDED: [i32; 9] = [
 
 /// Runs container `opts.id`. Detached: returns 0 once it is started. In the foreground: waits for the
 /// process, deletes the container, and returns the exit status as a shell reports it (128 + signal).
-pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<i32> {
+/// Also returns the warnings of failed `poststart` and `poststop` hooks.
+pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<(i32, Vec<String>)> {
     if detach {
         create::create(root, opts, StartMode::Detached)?;
-        if let Err(e) = super::start::start(root, &opts.id) {
-            let _ = super::delete::delete(root, &opts.id, true);
-            return Err(e);
-        }
-        return Ok(0);
+        return match super::start::start(root, &opts.id) {
+            Ok(warnings) => Ok((0, warnings)),
+            Err(e) => {
+                let _ = super::delete::delete(root, &opts.id, true);
+                Err(e)
+            }
+        };
     }
     let created = create::create(root, opts, StartMode::Attached)?;
-    let status = forward_and_wait(&created);
-    let _ = super::delete::delete(root, &opts.id, true);
-    status
+    let mut warnings = Vec::new();
+    let status = forward_and_wait(&created, || {
+        if let Ok(Some(record)) = root.load(&opts.id) {
+            warnings.extend(super::start::poststart(&record));
+        }
+    });
+    if let Ok(w) = super::delete::delete(root, &opts.id, true) {
+        warnings.extend(w);
+    }
+    Ok((status?, warnings))
 }
 
-fn forward_and_wait(created: &create::Created) -> Result<i32> {
+fn forward_and_wait(created: &create::Created, after_start: impl FnOnce()) -> Result<i32> {
     // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
@@ -70,6 +80,7 @@ fn forward_and_wait(created: &create::Created) -> Result<i32> {
         master_open: true,
     });
     created.channel.send(&Message::Start)?;
+    after_start();
     loop {
         use rustix::event::{PollFd, PollFlags};
         let stdin = rustix::stdio::stdin();

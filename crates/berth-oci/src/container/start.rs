@@ -5,8 +5,8 @@ use rustix::fs::{Mode, OFlags};
 use crate::state::{EXEC_FIFO, Root, Status};
 use crate::{Error, Result};
 
-/// Starts container `id`.
-pub fn start(root: &Root, id: &str) -> Result<()> {
+/// Starts container `id`. Returns the warnings of failed `poststart` hooks (they do not fail the start).
+pub fn start(root: &Root, id: &str) -> Result<Vec<String>> {
     let c = super::load(root, id)?;
     super::require(id, c.status, &[Status::Created], "start")?;
     let fifo = root.dir(id).join(EXEC_FIFO);
@@ -30,5 +30,17 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     // Without the fifo the status reads `running`.
     std::fs::remove_file(&fifo)
         .map_err(|e| Error::sys(format!("remove the exec fifo {}", fifo.display()), e))?;
-    Ok(())
+    Ok(match &c.record {
+        Some(record) => poststart(record),
+        None => Vec::new(),
+    })
+}
+
+/// Runs the `poststart` hooks; failures become warnings.
+pub fn poststart(record: &crate::state::Record) -> Vec<String> {
+    let state = record.oci_state(Status::Running);
+    match crate::hooks::run(record.hooks.as_ref(), crate::hooks::Kind::Poststart, &state) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
 }

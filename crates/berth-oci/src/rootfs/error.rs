@@ -151,4 +151,7 @@ pub enum RootfsError {
     /// The propagation of `/` could not be set at the end.
     #[error("could not make the container's root {mode}")]
     RootPropagation { mode: &'static str, source: Errno },
+    /// What runs between the mounts and the pivot (the create hooks) failed.
+    #[error(transparent)]
+    BeforePivot(Box<crate::Error>),
 }

@@ -72,6 +72,17 @@ use std::path::Path;
 /// `rootfs` is the absolute path of the container's root directory on the host.
 /// `no_pivot` selects the documented fallback (move the rootfs onto `/` and chroot) instead of `pivot_root`.
 pub fn setup(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    setup_with(spec, rootfs, no_pivot, || Ok(()))
+}
+
+/// [`setup`], calling `before_pivot` once the mounts and devices are in place and before the pivot: the
+/// moment the runtime spec gives the `createRuntime` and `createContainer` hooks.
+pub fn setup_with(
+    spec: &Spec,
+    rootfs: &Path,
+    no_pivot: bool,
+    before_pivot: impl FnOnce() -> Result<(), crate::Error>,
+) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     let propagation = options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_ref()))?;
     mounts::prepare_root(rootfs, propagation)?;
@@ -92,6 +103,7 @@ pub fn setup(spec: &Spec, rootfs: &Path, no_pivot: bool) -> Result<(), RootfsErr
     if setup_dev {
         devices::setup_dev(&ctx, linux, devpts)?;
     }
+    before_pivot().map_err(|e| RootfsError::BeforePivot(Box::new(e)))?;
     if no_pivot {
         pivot::move_root(ctx.root(), rootfs)
     } else {
