@@ -262,22 +262,46 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
         .process()
         .as_ref()
         .ok_or(crate::spec::SpecError::MissingField("process"))?;
-    process::apply_rlimits(p)?;
-    let cwd = p.cwd();
-    let early_cwd = process::enter_cwd(cwd);
-    process::apply_bounding(&ready.caps)?;
-    process::apply_user(p)?;
-    process::apply_caps(&ready.caps)?;
-    if early_cwd.is_err() {
-        // The directory may be reachable only for the container's user.
-        process::enter_cwd(cwd)?;
+    Err(become_process(
+        p,
+        &ready.caps,
+        args.preserve_fds,
+        &ready.command,
+        &ready.trampoline,
+    ))
+}
+
+/// The last steps of every container process (the init after `start`, and `exec`): rlimits, working
+/// directory, capabilities and user, no_new_privs, descriptors, then the program through the trampoline.
+/// Returns only on failure.
+pub(crate) fn become_process(
+    p: &oci_spec::runtime::Process,
+    caps: &process::CapSets,
+    preserve_fds: u32,
+    command: &process::Command,
+    trampoline: &Trampoline,
+) -> crate::Error {
+    let run = || -> crate::Result<()> {
+        process::apply_rlimits(p)?;
+        let cwd = p.cwd();
+        let early_cwd = process::enter_cwd(cwd);
+        process::apply_bounding(caps)?;
+        process::apply_user(p)?;
+        process::apply_caps(caps)?;
+        if early_cwd.is_err() {
+            // The directory may be reachable only for the container's user.
+            process::enter_cwd(cwd)?;
+        }
+        if p.no_new_privileges() == Some(true) {
+            process::apply_no_new_privs()?;
+        }
+        process::close_extra_fds(preserve_fds)?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        return e;
     }
-    if p.no_new_privileges() == Some(true) {
-        process::apply_no_new_privs()?;
-    }
-    process::close_extra_fds(args.preserve_fds)?;
-    let err = ready
-        .trampoline
-        .exec(&ready.command.path, &ready.command.argv, &ready.command.envp);
-    Err(err.into())
+    trampoline
+        .exec(&command.path, &command.argv, &command.envp)
+        .into()
 }

@@ -138,6 +138,148 @@ enum Command {
     },
     /// Print the features this runtime implements, as JSON.
     Features,
+    /// Run another process in a running container.
+    Exec(ExecArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExecArgs {
+    /// Unix socket that receives the pty master (with --tty).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Environment variables (NAME=value), added to the container's.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// The user, as uid[:gid].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional gids.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// A process.json to run instead of the command and flags.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Capabilities to add.
+    #[arg(short, long = "cap")]
+    cap: Vec<String>,
+    /// Number of extra descriptors (after stdio) passed to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Accepted for runc compatibility.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Accepted for runc compatibility (no SELinux or AppArmor here).
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// Accepted for runc compatibility (no SELinux or AppArmor here).
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// The container id.
+    id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// The process to run: process.json, or the container's process with the flags applied.
+    fn process(&self, root: &Root) -> Result<oci_spec::runtime::Process> {
+        if let Some(path) = &self.process {
+            let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            return serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a valid process description", path.display()));
+        }
+        if self.command.is_empty() {
+            bail!("exec needs a command, or --process");
+        }
+        let mut p = container::exec::template(root, &self.id)?;
+        p.set_args(Some(self.command.clone()));
+        p.set_terminal(Some(self.tty));
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &self.env {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            env.retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+        if let Some(cwd) = &self.cwd {
+            p.set_cwd(cwd.clone());
+        }
+        if let Some(user) = &self.user {
+            let (uid, gid) = match user.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (user.as_str(), None),
+            };
+            let mut u = p.user().clone();
+            u.set_uid(
+                uid.parse()
+                    .with_context(|| format!("--user {user:?}: the uid must be a number"))?,
+            );
+            if let Some(g) = gid {
+                u.set_gid(
+                    g.parse()
+                        .with_context(|| format!("--user {user:?}: the gid must be a number"))?,
+                );
+            }
+            p.set_user(u);
+        }
+        if !self.additional_gids.is_empty() {
+            let mut u = p.user().clone();
+            u.set_additional_gids(Some(self.additional_gids.clone()));
+            p.set_user(u);
+        }
+        if self.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        if !self.cap.is_empty() {
+            let mut caps = p.capabilities().clone().unwrap_or_default();
+            for name in &self.cap {
+                let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                    name.to_ascii_uppercase()
+                } else {
+                    format!("CAP_{}", name.to_ascii_uppercase())
+                };
+                let cap: oci_spec::runtime::Capability =
+                    serde_json::from_value(serde_json::Value::String(full))
+                        .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
+                let with = |set: &Option<std::collections::HashSet<oci_spec::runtime::Capability>>| {
+                    let mut set = set.clone().unwrap_or_default();
+                    set.insert(cap);
+                    Some(set)
+                };
+                // As runc: the capability joins every set, and inheritable too so that ambient can hold it.
+                let (b, e, p_, i, a) = (
+                    with(caps.bounding()),
+                    with(caps.effective()),
+                    with(caps.permitted()),
+                    with(caps.inheritable()),
+                    with(caps.ambient()),
+                );
+                caps.set_bounding(b)
+                    .set_effective(e)
+                    .set_permitted(p_)
+                    .set_inheritable(i)
+                    .set_ambient(a);
+            }
+            p.set_capabilities(Some(caps));
+        }
+        Ok(p)
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,6 +405,17 @@ fn execute(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             }
         }
         Command::Features => print_json(&container::features::features())?,
+        Command::Exec(args) => {
+            let opts = container::exec::ExecOptions {
+                id: args.id.clone(),
+                process: args.process(&root)?,
+                console_socket: args.console_socket.clone(),
+                detach: args.detach,
+                pid_file: args.pid_file.clone(),
+                preserve_fds: args.preserve_fds,
+            };
+            return Ok(container::exec::exec(&root, &opts)?);
+        }
     }
     Ok(0)
 }

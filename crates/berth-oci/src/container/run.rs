@@ -1,6 +1,6 @@
 //! `run`: create and start in one go; in the foreground, forward signals and return the exit status.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::create::{self, CreateOptions, StartMode};
 use crate::state::Root;
@@ -36,18 +36,26 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<(i32, Vec<
     }
     let created = create::create(root, opts, StartMode::Attached)?;
     let mut warnings = Vec::new();
-    let status = forward_and_wait(&created, || {
+    let status = (|| {
+        let master = match &created.console {
+            Some(sock) => Some(crate::console::recv_fd(sock.as_fd())?),
+            None => None,
+        };
+        created.channel.send(&Message::Start)?;
         if let Ok(Some(record)) = root.load(&opts.id) {
             warnings.extend(super::start::poststart(&record));
         }
-    });
+        forward_and_wait(created.pid, &created.pidfd, master)
+    })();
     if let Ok(w) = super::delete::delete(root, &opts.id, true) {
         warnings.extend(w);
     }
     Ok((status?, warnings))
 }
 
-fn forward_and_wait(created: &create::Created, after_start: impl FnOnce()) -> Result<i32> {
+/// Waits for our child `pid` to exit, forwarding signals to it, and relaying the terminal when `master` is a
+/// pty master; returns the exit status as a shell reports it.
+pub(crate) fn forward_and_wait(pid: i32, pidfd: &OwnedFd, master: Option<OwnedFd>) -> Result<i32> {
     // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
@@ -65,27 +73,20 @@ fn forward_and_wait(created: &create::Created, after_start: impl FnOnce()) -> Re
     }
     // SAFETY: signalfd returned a new descriptor that nothing else owns.
     let sfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sfd) };
-    let master = match &created.console {
-        Some(sock) => {
-            let m = crate::console::recv_fd(sock.as_fd())?;
-            crate::console::copy_winsize(m.as_fd());
-            Some(m)
-        }
-        None => None,
-    };
+    if let Some(m) = &master {
+        crate::console::copy_winsize(m.as_fd());
+    }
     let _raw = master.as_ref().map(|_| crate::console::RawMode::enter());
     let mut relay = master.as_ref().map(|m| Relay {
         master: m.as_fd(),
         stdin_open: true,
         master_open: true,
     });
-    created.channel.send(&Message::Start)?;
-    after_start();
     loop {
         use rustix::event::{PollFd, PollFlags};
         let stdin = rustix::stdio::stdin();
         let mut fds = vec![
-            PollFd::new(&created.pidfd, PollFlags::IN),
+            PollFd::new(pidfd, PollFlags::IN),
             PollFd::new(&sfd, PollFlags::IN),
         ];
         if let Some(r) = &relay {
@@ -138,7 +139,7 @@ fn forward_and_wait(created: &create::Created, after_start: impl FnOnce()) -> Re
                     // The kernel tells the terminal's foreground process group about the new size.
                     Some(r) if sig == libc::SIGWINCH => crate::console::copy_winsize(r.master),
                     _ => {
-                        let _ = super::signal_pidfd(&created.pidfd, sig);
+                        let _ = super::signal_pidfd(pidfd, sig);
                     }
                 }
             }
@@ -153,7 +154,7 @@ fn forward_and_wait(created: &create::Created, after_start: impl FnOnce()) -> Re
     }
     let mut status = 0;
     // SAFETY: reaps our own child into a valid status integer.
-    if unsafe { libc::waitpid(created.pid, &mut status, 0) } < 0 {
+    if unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
         return Err(Error::sys(
             "reap the container's process",
             std::io::Error::last_os_error(),

@@ -1,0 +1,248 @@
+//! `exec`: run another process in a running container, joining its namespaces and applying the process's
+//! user, capabilities, no_new_privs, working directory and environment.
+//!
+//! The runtime joins the container's pid and time namespaces itself (they apply to children), forks, and the
+//! child joins the rest (user first, mount last), makes the terminal when asked, and becomes the process
+//! through the same steps as the container's init.
+
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::state::{Root, Status};
+use crate::sync::{self, Message};
+use crate::{Error, Result, namespaces, process};
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// The container.
+    pub id: String,
+    /// The process; built by the caller from `--process` or from the flags on top of the container's.
+    pub process: Process,
+    /// Socket that receives the pty master (with a terminal).
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs.
+    pub detach: bool,
+    /// Where to write the process's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Descriptors after stdio passed to the process.
+    pub preserve_fds: u32,
+}
+
+/// The container's process template: `process` of the bundle's config.json.
+pub fn template(root: &Root, id: &str) -> Result<Process> {
+    let c = super::load(root, id)?;
+    let record = c
+        .record
+        .ok_or_else(|| Error::Init(format!("container {id:?} is still being created")))?;
+    let bundle = crate::spec::load(&record.bundle)?;
+    bundle
+        .spec
+        .process()
+        .clone()
+        .ok_or(crate::spec::SpecError::MissingField("process").into())
+}
+
+const NS_FILES: [(LinuxNamespaceType, &str); 8] = [
+    (LinuxNamespaceType::User, "user"),
+    (LinuxNamespaceType::Cgroup, "cgroup"),
+    (LinuxNamespaceType::Ipc, "ipc"),
+    (LinuxNamespaceType::Uts, "uts"),
+    (LinuxNamespaceType::Network, "net"),
+    (LinuxNamespaceType::Pid, "pid"),
+    (LinuxNamespaceType::Time, "time"),
+    (LinuxNamespaceType::Mount, "mnt"),
+];
+
+/// Runs the process; returns its exit status (0 when detached).
+pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
+    let c = super::load(root, &opts.id)?;
+    super::require(&opts.id, c.status, &[Status::Created, Status::Running], "exec in")?;
+    let record = c
+        .record
+        .as_ref()
+        .ok_or_else(|| Error::Init("the container has no record yet".into()))?;
+    let init = super::pidfd(record).ok_or(Error::WrongStatus {
+        id: opts.id.clone(),
+        status: Status::Stopped,
+        op: "exec in",
+    })?;
+    let p = &opts.process;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(crate::spec::SpecError::EmptyArgs.into());
+    }
+    let terminal = p.terminal() == Some(true);
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::Usage(
+            "--console-socket was given but the process has no terminal".into(),
+        ));
+    }
+    if terminal && opts.console_socket.is_none() && opts.detach {
+        return Err(Error::Usage(
+            "a detached exec with a terminal needs --console-socket".into(),
+        ));
+    }
+    let caps = process::cap_sets(p)?;
+
+    // Open the init's namespaces that differ from ours; the pidfd pins the init while we do.
+    let mut join = Vec::new();
+    let (mut pid_ns, mut time_ns) = (None, None);
+    for (typ, name) in NS_FILES {
+        let theirs = format!("/proc/{}/ns/{name}", record.pid);
+        let same = match (
+            std::fs::metadata(&theirs),
+            std::fs::metadata(format!("/proc/self/ns/{name}")),
+        ) {
+            (Ok(a), Ok(b)) => {
+                use std::os::unix::fs::MetadataExt;
+                a.ino() == b.ino() && a.dev() == b.dev()
+            }
+            (Err(_), _) => continue,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        let fd = rustix::fs::open(
+            &theirs,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|source| namespaces::NamespaceError::Open {
+            typ,
+            path: theirs.clone().into(),
+            source,
+        })?;
+        match typ {
+            LinuxNamespaceType::Pid => pid_ns = Some((PathBuf::from(&theirs), fd)),
+            LinuxNamespaceType::Time => time_ns = Some((PathBuf::from(&theirs), fd)),
+            _ => join.push((typ, PathBuf::from(&theirs), fd)),
+        }
+    }
+    if let Some((path, fd)) = &pid_ns {
+        namespaces::join(LinuxNamespaceType::Pid, path, fd)?;
+    }
+    if let Some((path, fd)) = &time_ns {
+        namespaces::join(LinuxNamespaceType::Time, path, fd)?;
+    }
+    let mut console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
+    let mut local_console = None;
+    if terminal && console.is_none() {
+        let (ours, theirs) = crate::console::local_pair()?;
+        local_console = Some(ours);
+        console = Some(theirs);
+    }
+    let (parent_end, child_end) = sync::pair()?;
+
+    let mut pidfd: libc::c_int = -1;
+    let mut args = super::create::CloneArgs {
+        flags: libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork in this single-threaded process;
+    // `args` lives across the call.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut super::create::CloneArgs,
+            std::mem::size_of::<super::create::CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(Error::sys(
+            "fork the exec process",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(parent_end);
+        let err = child(&join, console.as_ref(), p, &caps, opts.preserve_fds);
+        let _ = child_end.send(&Message::Error(err.to_string()));
+        // SAFETY: _exit ends the forked child without running the runtime's destructors.
+        unsafe { libc::_exit(126) };
+    }
+    let pid = pid as i32;
+    // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(child_end);
+    drop(console);
+    drop(init);
+    let reap = |pid: i32| {
+        // SAFETY: reaps our own child; a null status pointer is allowed.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    };
+    let master = match &local_console {
+        Some(sock) => match crate::console::recv_fd(sock.as_fd()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let msg = parent_end.recv().ok().flatten();
+                reap(pid);
+                return Err(match msg {
+                    Some(Message::Error(text)) => Error::Init(text),
+                    _ => e.into(),
+                });
+            }
+        },
+        None => None,
+    };
+    // The channel closes (close-on-exec) when the program was executed; a message means it was not.
+    match parent_end.recv()? {
+        None => {}
+        Some(Message::Error(text)) => {
+            reap(pid);
+            return Err(Error::Init(text));
+        }
+        Some(_) => return Err(Error::Init("the exec process sent an unexpected message".into())),
+    }
+    if let Some(path) = &opts.pid_file {
+        super::create::write_pid_file(path, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    super::run::forward_and_wait(pid, &pidfd, master)
+}
+
+/// The forked child: joins the namespaces, makes the terminal, becomes the process. Returns only on failure.
+fn child(
+    join: &[(LinuxNamespaceType, PathBuf, OwnedFd)],
+    console: Option<&OwnedFd>,
+    p: &Process,
+    caps: &process::CapSets,
+    preserve_fds: u32,
+) -> Error {
+    let run = || -> Result<(process::Command, crate::exe_guard::Trampoline)> {
+        for (typ, path, fd) in join {
+            namespaces::join(*typ, path, fd)?;
+        }
+        // SAFETY: setsid takes no arguments.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(Error::sys("start a new session", std::io::Error::last_os_error()));
+        }
+        // Joining the mount namespace put us at its root: the container's.
+        std::env::set_current_dir("/").map_err(|e| Error::sys("change to the container's root", e))?;
+        if let Some(sock) = console {
+            let size = p
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height() as u16, b.width() as u16));
+            crate::console::setup(sock, size)?;
+        }
+        let command = process::resolve(p)?;
+        Ok((command, crate::exe_guard::Trampoline::prepare()?))
+    };
+    match run() {
+        Ok((command, trampoline)) => {
+            crate::init::become_process(p, caps, preserve_fds, &command, &trampoline)
+        }
+        Err(e) => e,
+    }
+}
