@@ -18,7 +18,7 @@
 //! - relative (`a/b`): relative to the runtime's own cgroup in each hierarchy (from /proc/self/cgroup);
 //! - systemd style `slice:prefix:name`: mapped to the path systemd would use, without talking to systemd
 //!   (`system.slice:docker:id` → `/system.slice/docker-id.scope`, see [`path`] for the rules);
-//! - absent: `/berth-runtime/<container id>`.
+//! - absent: `/berth-runtime-<container id>`.
 //!
 //! Paths are normalised; one that climbs above the hierarchy root or resolves to the root itself is refused.
 //!
@@ -233,7 +233,7 @@ impl Cgroup {
         }
     }
 
-    /// The normalised path inside the hierarchy (no leading slash), e.g. `berth-runtime/<id>`.
+    /// The normalised path inside the hierarchy (no leading slash), e.g. `berth-runtime-<id>`.
     pub fn relative_path(&self) -> &str {
         &self.rel
     }
@@ -438,6 +438,32 @@ impl Cgroup {
     /// first). Only directories this object created, or, for an object that did not run
     /// [`create`](Self::create), the container's own leaf directories. Missing directories are fine.
     pub fn destroy(&self) -> Result<()> {
+        self.destroy_inner()
+    }
+
+    /// The directories [`Cgroup::create`] (or [`Cgroup::setup`]) made, parents first, for a caller that
+    /// destroys the cgroup from another process later (see [`Cgroup::with_created`]).
+    pub fn created_dirs(&self) -> Vec<PathBuf> {
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Tells this object which directories an earlier `create` made, so that [`Cgroup::destroy`] also removes
+    /// the parents it made (when they are empty). Paths outside this cgroup's hierarchies are ignored.
+    pub fn with_created(self, dirs: Vec<PathBuf>) -> Self {
+        let roots: Vec<PathBuf> = self.paths();
+        let ours: Vec<PathBuf> = dirs
+            .into_iter()
+            .filter(|d| roots.iter().any(|leaf| leaf.starts_with(d)))
+            .collect();
+        *self.created.lock().unwrap_or_else(|p| p.into_inner()) = Some(ours);
+        self
+    }
+
+    fn destroy_inner(&self) -> Result<()> {
         let mut guard = self.created.lock().unwrap_or_else(|p| p.into_inner());
         let dirs: Vec<PathBuf> = match guard.as_ref() {
             Some(made) => made.iter().rev().cloned().collect(),

@@ -5,9 +5,10 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
-/// Where the container's cgroups are put when the spec has no `cgroupsPath`: `/berth-runtime/<id>`
-/// (runc uses `/<id>`; a parent of our own keeps the hierarchy root tidy and makes leaks easy to spot).
-pub const DEFAULT_PARENT: &str = "berth-runtime";
+/// Where the container's cgroups are put when the spec has no `cgroupsPath`: `/berth-runtime-<id>`. A flat
+/// name (runc uses `/<id>`) leaves nothing behind once the container's cgroup is removed, and cannot race a
+/// concurrent create on a shared parent; the prefix makes leaks easy to spot.
+pub const DEFAULT_PREFIX: &str = "berth-runtime-";
 
 /// A `cgroupsPath` after parsing and normalisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub(crate) fn resolve(cgroups_path: Option<&str>, container_id: &str) -> Result<
                     id: container_id.to_owned(),
                 });
             }
-            Ok(Resolved::Absolute(format!("{DEFAULT_PARENT}/{container_id}")))
+            Ok(Resolved::Absolute(format!("{DEFAULT_PREFIX}{container_id}")))
         }
         Some(p) if is_systemd_style(p) => {
             let mapped = systemd_to_path(p)?;
@@ -193,7 +194,7 @@ mod tests {
     fn default_path_uses_the_id() {
         assert_eq!(
             resolve(None, "abc").unwrap(),
-            Resolved::Absolute("berth-runtime/abc".into())
+            Resolved::Absolute("berth-runtime-abc".into())
         );
         assert!(matches!(resolve(None, "a/b"), Err(Error::BadContainerId { .. })));
         assert!(matches!(resolve(None, ".."), Err(Error::BadContainerId { .. })));

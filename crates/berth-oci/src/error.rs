@@ -30,6 +30,12 @@ pub enum Error {
     /// The guarded exec failed.
     #[error(transparent)]
     ExeGuard(#[from] crate::exe_guard::ExeGuardError),
+    /// The container's cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] berth_cgroups::Error),
+    /// The seccomp profile is unusable or could not be applied.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),

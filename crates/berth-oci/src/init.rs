@@ -30,6 +30,8 @@ pub enum StartSignal {
 pub struct InitArgs<'a> {
     /// The spec.
     pub spec: &'a Spec,
+    /// The compiled seccomp filter (taken out when it is loaded).
+    pub seccomp: std::cell::RefCell<Option<crate::seccomp::Filter>>,
     /// The rootfs on the host.
     pub rootfs: &'a Path,
     /// The container id (for the hooks' state).
@@ -38,6 +40,8 @@ pub struct InitArgs<'a> {
     pub bundle: &'a Path,
     /// Namespaces to join.
     pub plan: &'a Plan,
+    /// Make the cgroup namespace only once the runtime has moved the init into its cgroup (cgroup v1).
+    pub defer_cgroupns: bool,
     /// The init's end of the sync channel.
     pub channel: Channel,
     /// The connected console socket, when the process has a terminal.
@@ -78,6 +82,8 @@ struct Ready {
     command: process::Command,
     trampoline: Trampoline,
     caps: process::CapSets,
+    /// The seccomp filter still to load (none when a listener needed it loaded before `ready`).
+    seccomp: Option<crate::seccomp::Filter>,
     /// The init's pid in the runtime's namespace, when the runtime told it (only needed by hooks).
     host_pid: i32,
 }
@@ -123,6 +129,19 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
             )));
         }
     }
+    if args.defer_cgroupns {
+        match args.channel.recv()? {
+            Some(Message::CgroupJoined) => {}
+            _ => {
+                return Err(crate::Error::Init(
+                    "the runtime did not move the init into its cgroup".into(),
+                ));
+            }
+        }
+        // SAFETY: NEWCGROUP does not unshare the file table; the init is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+            .map_err(|e| crate::Error::sys("create the cgroup namespace", e))?;
+    }
     for (typ, path, fd) in &args.plan.join {
         namespaces::join(*typ, path, fd)?;
     }
@@ -156,7 +175,26 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
             HookKind::StartContainer,
         ],
     );
-    rootfs::setup_with(spec, args.rootfs, args.no_pivot, || {
+    // Without a mount namespace of its own (new or joined) the container shares the host's mounts: like crun,
+    // the runtime then changes no mount at all and only chroots into the rootfs.
+    let own_mounts = args.plan.clone_flags & namespaces::flag(LinuxNamespaceType::Mount) != 0
+        || args
+            .plan
+            .join
+            .iter()
+            .any(|(t, _, _)| *t == LinuxNamespaceType::Mount);
+    let setup = |before_pivot: &mut dyn FnMut() -> crate::Result<()>| -> crate::Result<()> {
+        if own_mounts {
+            rootfs::setup_with(spec, args.rootfs, args.no_pivot, before_pivot)?;
+        } else {
+            before_pivot()?;
+            rustix::process::chroot(args.rootfs)
+                .map_err(|e| crate::Error::sys(format!("chroot into {}", args.rootfs.display()), e))?;
+            std::env::set_current_dir("/").map_err(|e| crate::Error::sys("change to the new root", e))?;
+        }
+        Ok(())
+    };
+    setup(&mut || {
         if !wants_hooks {
             return Ok(());
         }
@@ -171,7 +209,8 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
                 ));
             }
         }
-        let state = hook_state(args, crate::state::Status::Creating, host_pid);
+        // The runtime-tools conformance suite (and crun) give the create hooks the status `created`.
+        let state = hook_state(args, crate::state::Status::Created, host_pid);
         hooks::run(spec_hooks, HookKind::CreateContainer, &state)?;
         Ok(())
     })?;
@@ -219,17 +258,24 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
             .into());
         }
     }
-    rootfs::finalize(spec)?;
+    if own_mounts {
+        rootfs::finalize(spec)?;
+    }
 
     // Resolve the program now so that a missing executable fails `create`, as with runc.
     let command = process::resolve(process_spec)?;
     let trampoline = Trampoline::prepare()?;
+    let mut seccomp = args.seccomp.borrow_mut().take();
+    if let Some(filter) = seccomp.take_if(|f| f.needs_listener()) {
+        load_with_listener(filter, process_spec, &args.channel)?;
+    }
     args.channel.send(&Message::Ready)?;
     Ok(Ready {
         command,
         trampoline,
         caps,
         host_pid,
+        seccomp,
     })
 }
 
@@ -268,40 +314,82 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
         args.preserve_fds,
         &ready.command,
         &ready.trampoline,
+        ready.seccomp,
     ))
 }
 
+/// Loads a filter that has a listener now, while the runtime is still there to hand the listener to the seccomp
+/// agent (runc's order): the process reports the listener's descriptor number and waits until the runtime has
+/// passed it on. What the process does afterwards goes through the filter.
+pub(crate) fn load_with_listener(
+    filter: crate::seccomp::Filter,
+    p: &oci_spec::runtime::Process,
+    channel: &Channel,
+) -> crate::Result<()> {
+    if p.no_new_privileges() == Some(true) {
+        process::apply_no_new_privs()?;
+    }
+    let listener = filter
+        .load()?
+        .ok_or_else(|| crate::Error::Init("the seccomp filter gave no listener".into()))?;
+    channel.send(&Message::SeccompFd(std::os::fd::AsRawFd::as_raw_fd(&listener)))?;
+    match channel.recv()? {
+        Some(Message::SeccompDone) => Ok(()),
+        _ => Err(crate::Error::Init(
+            "the runtime did not hand the seccomp listener over".into(),
+        )),
+    }
+}
+
 /// The last steps of every container process (the init after `start`, and `exec`): rlimits, working
-/// directory, capabilities and user, no_new_privs, descriptors, then the program through the trampoline.
-/// Returns only on failure.
+/// directory, capabilities and user, no_new_privs, descriptors, the seccomp filter, then the program through
+/// the trampoline. Returns only on failure.
+///
+/// The filter is loaded last when no_new_privs is set. Without no_new_privs, loading needs CAP_SYS_ADMIN, so it
+/// happens before the user and capabilities change (runc's order); the profile must then allow what follows.
 pub(crate) fn become_process(
     p: &oci_spec::runtime::Process,
     caps: &process::CapSets,
     preserve_fds: u32,
     command: &process::Command,
     trampoline: &Trampoline,
+    seccomp: Option<crate::seccomp::Filter>,
 ) -> crate::Error {
-    let run = || -> crate::Result<()> {
-        process::apply_rlimits(p)?;
-        let cwd = p.cwd();
-        let early_cwd = process::enter_cwd(cwd);
-        process::apply_bounding(caps)?;
-        process::apply_user(p)?;
-        process::apply_caps(caps)?;
-        if early_cwd.is_err() {
-            // The directory may be reachable only for the container's user.
-            process::enter_cwd(cwd)?;
-        }
-        if p.no_new_privileges() == Some(true) {
-            process::apply_no_new_privs()?;
-        }
-        process::close_extra_fds(preserve_fds)?;
-        Ok(())
-    };
-    if let Err(e) = run() {
-        return e;
+    match prepare_process(p, caps, preserve_fds, seccomp) {
+        Ok(()) => trampoline
+            .exec(&command.path, &command.argv, &command.envp)
+            .into(),
+        Err(e) => e,
     }
-    trampoline
-        .exec(&command.path, &command.argv, &command.envp)
-        .into()
+}
+
+fn prepare_process(
+    p: &oci_spec::runtime::Process,
+    caps: &process::CapSets,
+    preserve_fds: u32,
+    seccomp: Option<crate::seccomp::Filter>,
+) -> crate::Result<()> {
+    let nnp = p.no_new_privileges() == Some(true);
+    let (early, late) = if nnp { (None, seccomp) } else { (seccomp, None) };
+    process::apply_rlimits(p)?;
+    let cwd = p.cwd();
+    let early_cwd = process::enter_cwd(cwd);
+    if let Some(filter) = early {
+        filter.load()?;
+    }
+    process::apply_bounding(caps)?;
+    process::apply_user(p)?;
+    process::apply_caps(caps)?;
+    if early_cwd.is_err() {
+        // The directory may be reachable only for the container's user.
+        process::enter_cwd(cwd)?;
+    }
+    if nnp {
+        process::apply_no_new_privs()?;
+    }
+    process::close_extra_fds(preserve_fds)?;
+    if let Some(filter) = late {
+        filter.load()?;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@
 //! - `caps`: capability sets by name, including the ambient set.
 //! - `serde_json`: the state file and config.json.
 
+pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

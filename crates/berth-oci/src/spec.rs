@@ -56,11 +56,6 @@ pub enum SpecError {
         /// The path given.
         path: PathBuf,
     },
-    /// No mount namespace: the runtime would change the host's mounts.
-    #[error(
-        "config.json must request a mount namespace: without one the container's mounts would change the host"
-    )]
-    NoMountNamespace,
     /// A mount entry is unusable.
     #[error("mount {index} ({destination}) is invalid: {reason}")]
     BadMount {
@@ -154,9 +149,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
                 path: p.clone(),
             });
         }
-    }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
-        return Err(SpecError::NoMountNamespace);
     }
     if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))

@@ -1,7 +1,7 @@
 //! The runtime's record of a container: `<root>/<id>/state.json`, and its status derived from the kernel.
 //!
 //! A container directory without `state.json` is being created. Once created, the status is derived, as runc
-//! does, from the recorded init process: alive (same pid and start time, not a zombie) with `exec.fifo` still
+//! does, from the recorded init process: alive (same pid and start time, not yet reaped) with `exec.fifo` still
 //! present means `created`; alive without the fifo means `running`; otherwise `stopped`.
 
 use std::collections::HashMap;
@@ -15,6 +15,8 @@ use thiserror::Error;
 pub const STATE_FILE: &str = "state.json";
 /// Name of the fifo the init waits on until `start`.
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Marker file of a paused container (written by `pause`, removed by `resume`).
+pub const PAUSED: &str = "paused";
 /// The default `--root`.
 pub const DEFAULT_ROOT: &str = "/run/berth-runtime";
 
@@ -60,6 +62,8 @@ pub enum Status {
     Created,
     /// The user process runs.
     Running,
+    /// The container's processes are frozen (`pause`).
+    Paused,
     /// The process has exited.
     Stopped,
 }
@@ -70,6 +74,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -97,12 +102,24 @@ pub struct Record {
     pub own_pid_ns: bool,
     /// The owner's uid (the user who ran create).
     pub owner: u32,
+    /// The container's cgroup, resolved (`Cgroup::relative_path`), so that every later verb finds the same one.
+    #[serde(default)]
+    pub cgroup_path: String,
+    /// The cgroup directories `create` made (parents included), so that `delete` removes exactly those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_created: Vec<PathBuf>,
     /// The spec's hooks, kept for `poststart` and `poststop` (config.json may change after create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 impl Record {
+    /// The container's cgroup.
+    pub fn cgroup(&self) -> Result<berth_cgroups::Cgroup, berth_cgroups::Error> {
+        Ok(berth_cgroups::Cgroup::new(Some(&self.cgroup_path), &self.id)?
+            .with_created(self.cgroup_created.clone()))
+    }
+
     /// The OCI state of this record with `status`.
     pub fn oci_state(&self, status: Status) -> OciState {
         OciState {
@@ -286,8 +303,11 @@ impl Root {
         if !process_alive(record.pid, record.start_time) {
             return Status::Stopped;
         }
-        if self.dir(&record.id).join(EXEC_FIFO).exists() {
+        let dir = self.dir(&record.id);
+        if dir.join(EXEC_FIFO).exists() {
             Status::Created
+        } else if dir.join(PAUSED).exists() {
+            Status::Paused
         } else {
             Status::Running
         }
@@ -307,10 +327,11 @@ pub fn proc_stat(pid: i32) -> Option<(u64, u8)> {
     Some((start, state))
 }
 
-/// Whether `pid` is the same live process that was recorded (a zombie counts as gone).
+/// Whether `pid` is the same process that was recorded and its parent has not reaped it yet. An exited but
+/// unreaped process (a zombie) still counts, as with crun: the status turns `stopped` once it is reaped, which a
+/// container's parent (containerd's shim, conmon, a subreaper) does at once.
 pub fn process_alive(pid: i32, start_time: u64) -> bool {
-    pid > 0
-        && matches!(proc_stat(pid), Some((start, state)) if start == start_time && state != b'Z' && state != b'X')
+    pid > 0 && matches!(proc_stat(pid), Some((start, state)) if start == start_time && state != b'X')
 }
 
 /// Now, as RFC 3339 with nanoseconds in UTC (no time-zone database needed).
@@ -374,6 +395,8 @@ mod tests {
             created: now_rfc3339(),
             own_pid_ns: true,
             owner: 0,
+            cgroup_path: String::new(),
+            cgroup_created: Vec::new(),
             hooks: None,
         };
         root.save(&rec).expect("save");

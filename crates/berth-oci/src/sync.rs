@@ -34,6 +34,12 @@ pub enum Message {
     IdMapsWritten,
     /// runtime → init (`run` without a fifo): execute the user process now.
     Start,
+    /// init → runtime: the seccomp listener is this descriptor number in the init; hand it to the agent.
+    SeccompFd(i32),
+    /// runtime → init: the listener was handed to the seccomp agent.
+    SeccompDone,
+    /// runtime → init: the init is in its cgroup (v1); it may now make its cgroup namespace.
+    CgroupJoined,
     /// init → runtime: the mounts are in place; run the createRuntime hooks, then answer [`Message::HooksDone`].
     HooksRequest,
     /// runtime → init: the runtime's hooks ran; the init's pid in the runtime's pid namespace.
@@ -78,6 +84,12 @@ impl Channel {
             Message::IdMapsWritten => buf.push(b'M'),
             Message::Start => buf.push(b'S'),
             Message::HooksRequest => buf.push(b'H'),
+            Message::CgroupJoined => buf.push(b'C'),
+            Message::SeccompDone => buf.push(b'G'),
+            Message::SeccompFd(fd) => {
+                buf.push(b'F');
+                buf.extend_from_slice(&fd.to_le_bytes());
+            }
             Message::HooksDone(pid) => {
                 buf.push(b'D');
                 buf.extend_from_slice(&pid.to_le_bytes());
@@ -106,6 +118,9 @@ impl Channel {
             b'M' => Message::IdMapsWritten,
             b'S' => Message::Start,
             b'H' => Message::HooksRequest,
+            b'C' => Message::CgroupJoined,
+            b'G' => Message::SeccompDone,
+            b'F' if n == 5 => Message::SeccompFd(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])),
             b'D' if n == 5 => Message::HooksDone(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])),
             _ => return Err(SyncError::Malformed),
         };
@@ -126,6 +141,9 @@ mod tests {
             Message::IdMapsWritten,
             Message::Start,
             Message::HooksRequest,
+            Message::CgroupJoined,
+            Message::SeccompFd(5),
+            Message::SeccompDone,
             Message::HooksDone(-7),
         ] {
             a.send(&m).expect("send");

@@ -4,6 +4,7 @@
 //! because its start path is measured against crun.
 
 mod log;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -140,6 +141,29 @@ enum Command {
     Features,
     /// Run another process in a running container.
     Exec(ExecArgs),
+    /// Freeze every process of a container.
+    Pause {
+        /// The container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// The container id.
+        id: String,
+    },
+    /// Change the resource limits of a container.
+    Update(update::UpdateArgs),
+    /// Print the container's resource statistics and OOM kills as JSON lines.
+    Events {
+        /// Print the statistics once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between statistics (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// The container id.
+        id: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -405,6 +429,21 @@ fn execute(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             }
         }
         Command::Features => print_json(&container::features::features())?,
+        Command::Pause { id } => container::pause::pause(&root, id)?,
+        Command::Resume { id } => container::pause::resume(&root, id)?,
+        Command::Update(args) => container::update::update(&root, &args.id, &args.resources()?)?,
+        Command::Events { stats, interval, id } => {
+            if *stats {
+                let event = container::events::stats(&root, id)?;
+                println!("{event}");
+            } else {
+                let interval = update::parse_duration(interval)?;
+                container::events::watch(&root, id, interval, |event| {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{event}").and_then(|()| out.flush()).is_ok()
+                })?;
+            }
+        }
         Command::Exec(args) => {
             let opts = container::exec::ExecOptions {
                 id: args.id.clone(),

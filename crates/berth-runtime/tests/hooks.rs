@@ -58,7 +58,7 @@ fn every_hook_at_its_moment_and_in_its_namespace() {
         .to_string();
     for hook in ["prestart", "createRuntime", "createContainer"] {
         let state: serde_json::Value = serde_json::from_str(&read(&format!("{hook}.state"))).expect(hook);
-        assert_eq!(state["status"], "creating", "{hook}");
+        assert_eq!(state["status"], "created", "{hook}");
         assert_eq!(state["pid"], pid, "{hook}");
         assert_eq!(state["id"], id.as_str());
     }

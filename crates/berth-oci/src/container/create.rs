@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
+use berth_cgroups::Cgroup;
+use oci_spec::runtime::LinuxNamespaceType;
+
 use crate::hooks::{self, Kind as HookKind};
 use crate::init::{InitArgs, StartSignal};
 use crate::state::{EXEC_FIFO, Record, Root};
@@ -50,6 +53,9 @@ pub struct Created {
     pub console: Option<OwnedFd>,
 }
 
+/// clone3's CLONE_INTO_CGROUP (a 64-bit flag, which libc's `c_int` constant cannot hold).
+pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct CloneArgs {
@@ -71,6 +77,7 @@ struct Cleanup<'a> {
     root: &'a Root,
     id: &'a str,
     child: Option<(i32, OwnedFd)>,
+    cgroup: Option<&'a Cgroup>,
     armed: bool,
 }
 
@@ -84,12 +91,17 @@ impl Drop for Cleanup<'_> {
             // SAFETY: reaps our own child; a null status pointer is allowed.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         }
+        if let Some(cgroup) = self.cgroup {
+            let _ = cgroup.kill_all(libc::SIGKILL);
+            let _ = cgroup.destroy();
+        }
         let _ = self.root.remove(self.id);
     }
 }
 
 /// Creates container `opts.id` from `opts.bundle`.
 pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Created> {
+    crate::state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let process = bundle
         .spec
@@ -131,13 +143,41 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         console = Some(theirs);
     }
 
+    // Compiled before anything is made, so that a bad profile changes nothing; cached across containers.
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|s| crate::seccomp::compile_cached(s, std::path::Path::new(crate::seccomp::CACHE_DIR)))
+        .transpose()?;
+    let seccomp_listener = seccomp.as_ref().filter(|f| f.needs_listener()).and_then(|f| {
+        Some((
+            f.listener_path()?.to_path_buf(),
+            f.listener_metadata().map(str::to_string),
+        ))
+    });
+    let cgroups_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = Cgroup::new(cgroups_path.as_deref(), &opts.id)?;
+    let resources = crate::cgroups::effective_resources(linux);
+    cgroup.validate(&resources)?;
+
     let dir = root.reserve(&opts.id)?;
     let mut cleanup = Cleanup {
         root,
         id: &opts.id,
         child: None,
+        cgroup: None,
         armed: true,
     };
+    cgroup.setup(Some(&resources))?;
+    cleanup.cgroup = Some(&cgroup);
+    // cgroup v2: the init is born in its cgroup. v1: the runtime moves it right after the fork, before the
+    // init can run anything of the container's; a new cgroup namespace then waits for that move.
+    let into_cgroup = cgroup.dir_fd()?;
+    let new_cgroupns = plan.clone_flags & namespaces::flag(LinuxNamespaceType::Cgroup) != 0;
+    let defer_cgroupns = new_cgroupns && into_cgroup.is_none();
 
     let start = match mode {
         StartMode::Detached => {
@@ -160,13 +200,20 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     namespaces::prepare_parent(&plan, linux.time_offsets().as_ref())?;
 
     let mut pidfd: libc::c_int = -1;
+    let mut flags = plan.clone_flags & !namespaces::flag(LinuxNamespaceType::Time);
+    if defer_cgroupns {
+        flags &= !namespaces::flag(LinuxNamespaceType::Cgroup);
+    }
     let mut args = CloneArgs {
-        flags: (plan.clone_flags & !namespaces::flag(oci_spec::runtime::LinuxNamespaceType::Time))
-            | libc::CLONE_PIDFD as u64,
+        flags: flags | libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
+    if let Some(fd) = &into_cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
+    }
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a copy of this
     // single-threaded process and continues below with its own memory. `args` lives across the call.
     let pid = unsafe {
@@ -186,10 +233,12 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         drop(parent_end);
         crate::init::run(InitArgs {
             spec: &bundle.spec,
+            seccomp: std::cell::RefCell::new(seccomp),
             rootfs: &bundle.rootfs,
             id: &opts.id,
             bundle: &bundle.dir,
             plan: &plan,
+            defer_cgroupns,
             channel: child_end,
             console,
             start,
@@ -210,6 +259,9 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
             .map_err(|e| Error::sys("duplicate the init's pidfd", e))?,
     ));
 
+    if into_cgroup.is_none() {
+        cgroup.add_pid(pid)?;
+    }
     if plan.new_user {
         namespaces::write_id_maps(
             pid,
@@ -218,31 +270,45 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         )?;
         parent_end.send(&Message::IdMapsWritten)?;
     }
-    let mut msg = parent_end.recv()?;
-    if msg == Some(Message::HooksRequest) {
-        let state = crate::state::OciState {
-            oci_version: crate::spec::OCI_VERSION_MAX.to_string(),
-            id: opts.id.clone(),
-            status: crate::state::Status::Creating,
-            pid,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: String::new(),
-            owner: String::new(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        };
-        hooks::run(spec_hooks, HookKind::Prestart, &state)?;
-        hooks::run(spec_hooks, HookKind::CreateRuntime, &state)?;
-        parent_end.send(&Message::HooksDone(pid))?;
-        msg = parent_end.recv()?;
+    if defer_cgroupns {
+        parent_end.send(&Message::CgroupJoined)?;
     }
-    match msg {
-        Some(Message::Ready) => {}
-        Some(Message::Error(text)) => return Err(Error::Init(text)),
-        _ => {
-            return Err(Error::Init(
-                "the container's init exited before it was ready".into(),
-            ));
+    let state = |status| crate::state::OciState {
+        oci_version: crate::spec::OCI_VERSION_MAX.to_string(),
+        id: opts.id.clone(),
+        status,
+        pid,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: String::new(),
+        owner: String::new(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    loop {
+        match parent_end.recv()? {
+            Some(Message::Ready) => break,
+            Some(Message::HooksRequest) => {
+                // The runtime-tools conformance suite (and crun) give the create hooks the status `created`.
+                let created = state(crate::state::Status::Created);
+                hooks::run(spec_hooks, HookKind::Prestart, &created)?;
+                hooks::run(spec_hooks, HookKind::CreateRuntime, &created)?;
+                parent_end.send(&Message::HooksDone(pid))?;
+            }
+            Some(Message::SeccompFd(fd)) => {
+                hand_listener_over(
+                    seccomp_listener.as_ref(),
+                    pid,
+                    fd,
+                    &state(crate::state::Status::Creating),
+                )?;
+                parent_end.send(&Message::SeccompDone)?;
+            }
+            Some(Message::Error(text)) => return Err(Error::Init(text)),
+            _ => {
+                return Err(Error::Init(
+                    "the container's init exited before it was ready".into(),
+                ));
+            }
         }
     }
     let (start_time, _) = crate::state::proc_stat(pid)
@@ -256,6 +322,9 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         created: crate::state::now_rfc3339(),
         own_pid_ns: plan.new_pid,
+        // Absolute within the hierarchies, so that a later verb run from another cgroup finds the same one.
+        cgroup_path: format!("/{}", cgroup.relative_path()),
+        cgroup_created: cgroup.created_dirs(),
         // SAFETY: getuid cannot fail.
         owner: unsafe { libc::getuid() },
         hooks: spec_hooks.cloned(),
@@ -271,6 +340,33 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         channel: parent_end,
         console: local_console,
     })
+}
+
+/// Takes the seccomp listener `fd` out of process `pid` and sends it, with the container's state, to the agent
+/// at `listenerPath`.
+pub(crate) fn hand_listener_over(
+    listener: Option<&(PathBuf, Option<String>)>,
+    pid: i32,
+    fd: i32,
+    state: &crate::state::OciState,
+) -> Result<()> {
+    let Some((path, metadata)) = listener else {
+        return Err(Error::Init(
+            "the init sent a seccomp listener, but the spec has no listenerPath".into(),
+        ));
+    };
+    let notify = crate::seccomp::take_listener_fd(pid, fd)?;
+    let json = crate::seccomp::process_state_json(
+        &state.oci_version,
+        &state.id,
+        state.status,
+        pid,
+        &state.bundle,
+        &state.annotations,
+        metadata.as_deref(),
+    )?;
+    crate::seccomp::send_to_listener(path, std::os::fd::AsFd::as_fd(&notify), &json)?;
+    Ok(())
 }
 
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

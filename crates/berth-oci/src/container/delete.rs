@@ -13,7 +13,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
         Err(e) => return Err(e),
     };
     match (c.status, &c.record) {
-        (Status::Running, _) if !force => {
+        (Status::Running | Status::Paused, _) if !force => {
             return Err(Error::Usage(format!(
                 "container {id:?} is running: stop it first, or delete it with --force"
             )));
@@ -23,7 +23,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
                 "container {id:?} is still being created: use --force"
             )));
         }
-        (Status::Created | Status::Running, Some(record)) => {
+        (Status::Created | Status::Running | Status::Paused, Some(record)) => {
             if let Some(init) = super::pidfd(record) {
                 for pid in super::pids(record) {
                     if let Some(p) = rustix::process::Pid::from_raw(pid)
@@ -33,6 +33,12 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
                     }
                 }
                 let _ = super::signal_pidfd(&init, libc::SIGKILL);
+                // Frozen processes die only once thawed.
+                if c.status == Status::Paused
+                    && let Ok(cgroup) = record.cgroup()
+                {
+                    let _ = cgroup.thaw();
+                }
                 if !super::wait_exit(&init, Duration::from_secs(10)) {
                     return Err(Error::Init(format!(
                         "container {id:?} did not die within 10 s of SIGKILL"
@@ -41,6 +47,12 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
             }
         }
         _ => {}
+    }
+    // Whatever is left in the cgroup (processes that escaped the pid namespace's teardown) goes too.
+    if let Some(record) = c.record.as_ref().filter(|r| !r.cgroup_path.is_empty()) {
+        let cgroup = record.cgroup()?;
+        let _ = cgroup.kill_all(libc::SIGKILL);
+        cgroup.destroy()?;
     }
     root.remove(id)?;
     let mut warnings = Vec::new();

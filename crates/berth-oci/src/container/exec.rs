@@ -85,6 +85,20 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         ));
     }
     let caps = process::cap_sets(p)?;
+    // The container's seccomp profile applies to every process in it.
+    let spec = crate::spec::load(&record.bundle)?.spec;
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|s| crate::seccomp::compile_cached(s, std::path::Path::new(crate::seccomp::CACHE_DIR)))
+        .transpose()?;
+    let listener = seccomp.as_ref().filter(|f| f.needs_listener()).and_then(|f| {
+        Some((
+            f.listener_path()?.to_path_buf(),
+            f.listener_metadata().map(str::to_string),
+        ))
+    });
 
     // Open the init's namespaces that differ from ours; the pidfd pins the init while we do.
     let mut join = Vec::new();
@@ -139,6 +153,17 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         console = Some(theirs);
     }
     let (parent_end, child_end) = sync::pair()?;
+    // The process joins the container's cgroup: born there on v2, moved by us before it runs anything on v1.
+    let cgroup = if record.cgroup_path.is_empty() {
+        None
+    } else {
+        Some(record.cgroup()?)
+    };
+    let into_cgroup = match &cgroup {
+        Some(c) => c.dir_fd()?,
+        None => None,
+    };
+    let wait_for_cgroup = cgroup.is_some() && into_cgroup.is_none();
 
     let mut pidfd: libc::c_int = -1;
     let mut args = super::create::CloneArgs {
@@ -147,6 +172,10 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if let Some(fd) = &into_cgroup {
+        args.flags |= super::create::CLONE_INTO_CGROUP;
+        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
+    }
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork in this single-threaded process;
     // `args` lives across the call.
     let pid = unsafe {
@@ -164,7 +193,20 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     }
     if pid == 0 {
         drop(parent_end);
-        let err = child(&join, console.as_ref(), p, &caps, opts.preserve_fds);
+        let err = match wait_for_cgroup {
+            true if child_end.recv().ok().flatten() != Some(Message::CgroupJoined) => {
+                Error::Init("the runtime did not move the process into the container's cgroup".into())
+            }
+            _ => child(
+                &join,
+                console.as_ref(),
+                p,
+                &caps,
+                opts.preserve_fds,
+                seccomp,
+                &child_end,
+            ),
+        };
         let _ = child_end.send(&Message::Error(err.to_string()));
         // SAFETY: _exit ends the forked child without running the runtime's destructors.
         unsafe { libc::_exit(126) };
@@ -175,6 +217,15 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     drop(child_end);
     drop(console);
     drop(init);
+    if wait_for_cgroup && let Some(c) = &cgroup {
+        if let Err(e) = c.add_pid(pid) {
+            let _ = super::signal_pidfd(&pidfd, libc::SIGKILL);
+            // SAFETY: reaps our own child; a null status pointer is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err(e.into());
+        }
+        parent_end.send(&Message::CgroupJoined)?;
+    }
     let reap = |pid: i32| {
         // SAFETY: reaps our own child; a null status pointer is allowed.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
@@ -193,14 +244,25 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         },
         None => None,
     };
-    // The channel closes (close-on-exec) when the program was executed; a message means it was not.
-    match parent_end.recv()? {
-        None => {}
-        Some(Message::Error(text)) => {
-            reap(pid);
-            return Err(Error::Init(text));
+    // The channel closes (close-on-exec) when the program was executed; an error message means it was not.
+    loop {
+        match parent_end.recv()? {
+            None => break,
+            Some(Message::SeccompFd(fd)) => {
+                let state = record.oci_state(Status::Running);
+                if let Err(e) = super::create::hand_listener_over(listener.as_ref(), pid, fd, &state) {
+                    let _ = super::signal_pidfd(&pidfd, libc::SIGKILL);
+                    reap(pid);
+                    return Err(e);
+                }
+                parent_end.send(&Message::SeccompDone)?;
+            }
+            Some(Message::Error(text)) => {
+                reap(pid);
+                return Err(Error::Init(text));
+            }
+            Some(_) => return Err(Error::Init("the exec process sent an unexpected message".into())),
         }
-        Some(_) => return Err(Error::Init("the exec process sent an unexpected message".into())),
     }
     if let Some(path) = &opts.pid_file {
         super::create::write_pid_file(path, pid)?;
@@ -218,6 +280,8 @@ fn child(
     p: &Process,
     caps: &process::CapSets,
     preserve_fds: u32,
+    mut seccomp: Option<crate::seccomp::Filter>,
+    channel: &sync::Channel,
 ) -> Error {
     let run = || -> Result<(process::Command, crate::exe_guard::Trampoline)> {
         for (typ, path, fd) in join {
@@ -239,10 +303,14 @@ fn child(
         let command = process::resolve(p)?;
         Ok((command, crate::exe_guard::Trampoline::prepare()?))
     };
-    match run() {
-        Ok((command, trampoline)) => {
-            crate::init::become_process(p, caps, preserve_fds, &command, &trampoline)
-        }
-        Err(e) => e,
+    let (command, trampoline) = match run() {
+        Ok(prepared) => prepared,
+        Err(e) => return e,
+    };
+    if let Some(filter) = seccomp.take_if(|f| f.needs_listener())
+        && let Err(e) = crate::init::load_with_listener(filter, p, channel)
+    {
+        return e;
     }
+    crate::init::become_process(p, caps, preserve_fds, &command, &trampoline, seccomp)
 }

@@ -6,7 +6,12 @@ use crate::{Error, Result};
 /// Sends `signal` to container `id`.
 pub fn kill(root: &Root, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = super::load(root, id)?;
-    super::require(id, c.status, &[Status::Created, Status::Running], "kill")?;
+    super::require(
+        id,
+        c.status,
+        &[Status::Created, Status::Running, Status::Paused],
+        "kill",
+    )?;
     let record = c
         .record
         .as_ref()

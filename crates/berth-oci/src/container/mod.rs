@@ -2,13 +2,16 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
 pub mod ps;
 pub mod run;
 pub mod start;
+pub mod update;
 
 use std::os::fd::OwnedFd;
 
@@ -49,9 +52,16 @@ fn ns_inode(pid: i32, ns: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// The pids of every process of the container: those in the init's pid namespace when the container has
-/// its own, else those in the init's mount namespace (a container always has its own mount namespace).
+/// The pids of every process of the container: its cgroup's; without one (a container from before cgroups
+/// were managed, or a cgroup removed by hand), those in the init's pid namespace when it has its own, else
+/// those in its mount namespace.
 pub fn pids(record: &Record) -> Vec<i32> {
+    if !record.cgroup_path.is_empty()
+        && let Ok(mut pids) = record.cgroup().and_then(|c| c.pids())
+    {
+        pids.sort_unstable();
+        return pids;
+    }
     let ns = if record.own_pid_ns { "pid" } else { "mnt" };
     let Some(want) = ns_inode(record.pid, ns) else {
         return Vec::new();

@@ -9,7 +9,7 @@ pub fn pids(root: &Root, id: &str) -> Result<Vec<i32>> {
     super::require(
         id,
         c.status,
-        &[Status::Created, Status::Running],
+        &[Status::Created, Status::Running, Status::Paused],
         "list the processes of",
     )?;
     let record = c
