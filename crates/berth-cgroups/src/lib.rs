@@ -521,3 +521,23 @@ pub(crate) fn rdma_line(dev: &str, l: &LinuxRdma) -> String {
     }
     s
 }
+
+/// Whether a `blockIO` section sets anything: zero weights mean "not set", as runc reads them (dockerd always
+/// sends `blockIO: {weight: 0}`).
+pub(crate) fn blkio_is_set(b: &oci_spec::runtime::LinuxBlockIo) -> bool {
+    b.weight().is_some_and(|w| w != 0)
+        || b.leaf_weight().is_some_and(|w| w != 0)
+        || b.weight_device().as_ref().is_some_and(|d| !d.is_empty())
+        || b.throttle_read_bps_device()
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+        || b.throttle_write_bps_device()
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+        || b.throttle_read_iops_device()
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+        || b.throttle_write_iops_device()
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+}

@@ -324,14 +324,15 @@ impl V1 {
                 (None, Some(s)) => set_swap(s)?,
                 (None, None) => {}
             }
-            if let Some(v) = mem.reservation() {
+            // 0 means "not set" for these, as runc reads them (dockerd sends zeros for what the user left out).
+            if let Some(v) = mem.reservation().filter(|&v| v != 0) {
                 write(dir, "memory.soft_limit_in_bytes", &v.to_string(), "memory")?;
             }
             // Kernel memory limits: the files are gone (or ignored) on new kernels; skip them then, as runc does.
-            if let Some(v) = mem.kernel() {
+            if let Some(v) = mem.kernel().filter(|&v| v != 0) {
                 write_if_exists(dir, "memory.kmem.limit_in_bytes", &v.to_string())?;
             }
-            if let Some(v) = mem.kernel_tcp() {
+            if let Some(v) = mem.kernel_tcp().filter(|&v| v != 0) {
                 write_if_exists(dir, "memory.kmem.tcp.limit_in_bytes", &v.to_string())?;
             }
             if let Some(v) = mem.swappiness() {
@@ -361,15 +362,16 @@ impl V1 {
             }
         }
 
-        if let Some(b) = r.block_io() {
+        // A weight of 0 means "not set" (dockerd always sends `blockIO: {weight: 0}`), as runc reads it.
+        if let Some(b) = r.block_io().as_ref().filter(|b| crate::blkio_is_set(b)) {
             let dir = self.need("blkio", "block I/O limits")?;
-            if let Some(w) = b.weight() {
+            if let Some(w) = b.weight().filter(|&w| w != 0) {
                 // CFQ's file, or BFQ's where CFQ is gone.
                 if !write_if_exists(dir, "blkio.weight", &w.to_string())? {
                     write(dir, "blkio.bfq.weight", &w.to_string(), "blkio")?;
                 }
             }
-            if let Some(w) = b.leaf_weight() {
+            if let Some(w) = b.leaf_weight().filter(|&w| w != 0) {
                 write(dir, "blkio.leaf_weight", &w.to_string(), "blkio")?;
             }
             for d in b.weight_device().iter().flatten() {

@@ -110,7 +110,7 @@ impl V2 {
             }
         }
         if let Some(b) = r.block_io()
-            && (b.leaf_weight().is_some()
+            && (b.leaf_weight().is_some_and(|w| w != 0)
                 || b.weight_device()
                     .iter()
                     .flatten()

@@ -50,6 +50,11 @@ impl Logger {
         let _ = writeln!(std::io::stderr(), "berth-runtime: {one_line}");
     }
 
+    /// Logs an error to the log file only (the caller prints its own text on stderr).
+    pub fn error_to_file(&self, msg: &str) {
+        self.write("error", msg);
+    }
+
     /// Logs a warning; it always reaches stderr too.
     pub fn warn(&self, msg: &str) {
         self.write("warning", msg);

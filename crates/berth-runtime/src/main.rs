@@ -325,8 +325,40 @@ impl CreateArgs {
     }
 }
 
+/// The `--log` and `--log-format` of a command line clap refused, so that the error still reaches the log
+/// file that containerd and dockerd read.
+fn log_of_raw_args() -> log::Logger {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(str::to_string)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
+        })
+    };
+    let format = match value("--log-format").as_deref() {
+        Some("json") => log::Format::Json,
+        _ => log::Format::Text,
+    };
+    log::Logger::new(value("--log").map(PathBuf::from), format, false)
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            log_of_raw_args().error_to_file(first);
+            let _ = write!(std::io::stderr(), "{text}");
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
     let code = match execute(&cli, &logger) {
         Ok(code) => code,
