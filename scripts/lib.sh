@@ -15,6 +15,9 @@ BERTH_PACKAGES=(
     crun           # reference runtime, the one to beat
     hyperfine      # bench/runtime.sh
     tini           # bench/runtime.sh: a subreaper that reaps exited container inits at once
+    containerd     # crates/berth-runtime/tests/peers.rs: ctr run --runc-binary berth-runtime
+    podman         # tests/peers.rs: podman --runtime berth-runtime (pulls conmon, containers-common)
+    docker.io      # tests/peers.rs: dockerd --add-runtime berth=berth-runtime
     jq
     iproute2
     util-linux
