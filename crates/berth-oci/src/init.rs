@@ -374,6 +374,8 @@ fn prepare_process(
     process::apply_rlimits(p)?;
     let cwd = p.cwd();
     let early_cwd = process::enter_cwd(cwd);
+    // Before any filter: a profile need not allow close_range (only flags change; nothing is closed yet).
+    process::close_extra_fds(preserve_fds)?;
     if let Some(filter) = early {
         filter.load()?;
     }
@@ -387,7 +389,6 @@ fn prepare_process(
     if nnp {
         process::apply_no_new_privs()?;
     }
-    process::close_extra_fds(preserve_fds)?;
     if let Some(filter) = late {
         filter.load()?;
     }
