@@ -21,8 +21,8 @@ use crate::{console, namespaces, process, rootfs};
 pub enum StartSignal {
     /// `create`: a byte written to the exec fifo by `berth-runtime start` (the fifo is open read-write here).
     Fifo(OwnedFd),
-    /// `run`: a [`Message::Start`] from the runtime on the sync channel.
-    Channel,
+    /// `run`: a byte on a pipe from the runtime itself.
+    Pipe(OwnedFd),
 }
 
 /// What the init needs; everything is prepared (files opened, spec parsed) by the runtime before the fork.
@@ -54,27 +54,61 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
 }
 
+/// The error and its causes as one line, "what failed: why" (the runtime prints what the init sends as is).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Runs the init. Never returns.
 pub fn run(args: InitArgs<'_>) -> ! {
-    let code = match setup(&args) {
-        Ok(ready) => match wait_and_exec(&args, ready) {
-            Ok(()) => 0,
-            Err(e) => {
-                // The runtime may be gone by now: stderr is the only place left to say why.
-                let _ = writeln!(std::io::stderr(), "berth-runtime: {e}");
-                match e {
-                    crate::Error::Process(process::ProcessError::NotFound(_)) => 127,
-                    _ => 126,
+    let code = match setup(&args).and_then(|ready| drop_privileges_early(&args, ready)) {
+        Ok(ready) => {
+            // The channel's end of file tells the runtime that the init is set up and waits for `start`, as
+            // runc's closed sync pipe does. After this, errors can only go to stderr.
+            args.channel.close(std::os::fd::AsFd::as_fd(&ready.trampoline));
+            match wait_and_exec(&args, ready) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "berth-runtime: {}", error_chain(&e));
+                    match e {
+                        crate::Error::Process(process::ProcessError::NotFound(_)) => 127,
+                        _ => 126,
+                    }
                 }
             }
-        },
+        }
         Err(e) => {
-            let _ = args.channel.send(&Message::Error(e.to_string()));
+            let _ = args.channel.send(&Message::Error(error_chain(&e)));
             1
         }
     };
     // SAFETY: _exit ends the process without running the runtime's atexit handlers or destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// Everything of the process that can happen before `start` (runc's order): rlimits, working directory,
+/// descriptors, capabilities and user, no_new_privs, and the seccomp filter when it needs privilege. What is
+/// left for after `start` is the startContainer hooks, a no_new_privs filter, and the exec; so a signal sent
+/// right after `start` finds the program about to run, and failures are reported by `create`.
+fn drop_privileges_early(args: &InitArgs<'_>, mut ready: Ready) -> crate::Result<Ready> {
+    let p = args
+        .spec
+        .process()
+        .as_ref()
+        .ok_or(crate::spec::SpecError::MissingField("process"))?;
+    let seccomp = ready.seccomp.take();
+    ready.seccomp = drop_privileges(p, &ready.caps, args.preserve_fds, seccomp)?;
+    Ok(ready)
 }
 
 /// What the init prepared before reporting ready.
@@ -120,11 +154,14 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
                 ));
             }
         }
-        // Become root of the new user namespace (the maps are written now).
+    }
+    if args.plan.new_user || args.plan.join_user.is_some() {
+        // Become root of the user namespace (a new one's maps are written now; a joined one was joined by the
+        // runtime before the fork), so that files are made with its mapped ids.
         // SAFETY: plain integer arguments.
         if unsafe { libc::setresgid(0, 0, 0) } != 0 || unsafe { libc::setresuid(0, 0, 0) } != 0 {
             return Err(crate::Error::Init(format!(
-                "cannot become root in the new user namespace: {}",
+                "cannot become root in the container's user namespace: {}",
                 std::io::Error::last_os_error()
             )));
         }
@@ -292,30 +329,36 @@ fn wait_and_exec(args: &InitArgs<'_>, ready: Ready) -> crate::Result<()> {
                 }
             }
         }
-        StartSignal::Channel => match args.channel.recv()? {
-            Some(Message::Start) => {}
-            _ => {
-                return Err(crate::Error::Init(
-                    "the runtime went away before starting the container".into(),
-                ));
+        StartSignal::Pipe(fd) => {
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::io::read(fd, &mut byte) {
+                    Ok(1) => break,
+                    Ok(_) => {
+                        return Err(crate::Error::Init(
+                            "the runtime went away before starting the container".into(),
+                        ));
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        return Err(crate::Error::Init(format!(
+                            "cannot wait for the start signal: {e}"
+                        )));
+                    }
+                }
             }
-        },
+        }
     }
     let spec = args.spec;
     let state = hook_state(args, crate::state::Status::Created, ready.host_pid);
     hooks::run(spec.hooks().as_ref(), HookKind::StartContainer, &state)?;
-    let p = spec
-        .process()
-        .as_ref()
-        .ok_or(crate::spec::SpecError::MissingField("process"))?;
-    Err(become_process(
-        p,
-        &ready.caps,
-        args.preserve_fds,
-        &ready.command,
-        &ready.trampoline,
-        ready.seccomp,
-    ))
+    if let Some(filter) = ready.seccomp {
+        filter.load()?;
+    }
+    Err(ready
+        .trampoline
+        .exec(&ready.command.path, &ready.command.argv, &ready.command.envp)
+        .into())
 }
 
 /// Loads a filter that has a listener now, while the runtime is still there to hand the listener to the seccomp
@@ -355,20 +398,28 @@ pub(crate) fn become_process(
     trampoline: &Trampoline,
     seccomp: Option<crate::seccomp::Filter>,
 ) -> crate::Error {
-    match prepare_process(p, caps, preserve_fds, seccomp) {
-        Ok(()) => trampoline
-            .exec(&command.path, &command.argv, &command.envp)
-            .into(),
-        Err(e) => e,
+    let late = match drop_privileges(p, caps, preserve_fds, seccomp) {
+        Ok(late) => late,
+        Err(e) => return e,
+    };
+    if let Some(filter) = late
+        && let Err(e) = filter.load()
+    {
+        return e.into();
     }
+    trampoline
+        .exec(&command.path, &command.argv, &command.envp)
+        .into()
 }
 
-fn prepare_process(
+/// Rlimits, working directory, descriptors, the filter when it needs privilege, capabilities and user,
+/// no_new_privs. Returns the filter still to load last (with no_new_privs).
+fn drop_privileges(
     p: &oci_spec::runtime::Process,
     caps: &process::CapSets,
     preserve_fds: u32,
     seccomp: Option<crate::seccomp::Filter>,
-) -> crate::Result<()> {
+) -> crate::Result<Option<crate::seccomp::Filter>> {
     let nnp = p.no_new_privileges() == Some(true);
     let (early, late) = if nnp { (None, seccomp) } else { (seccomp, None) };
     process::apply_rlimits(p)?;
@@ -389,8 +440,5 @@ fn prepare_process(
     if nnp {
         process::apply_no_new_privs()?;
     }
-    if let Some(filter) = late {
-        filter.load()?;
-    }
-    Ok(())
+    Ok(late)
 }

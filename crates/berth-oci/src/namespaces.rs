@@ -88,6 +88,9 @@ pub struct Plan {
     pub join_pid: Option<(PathBuf, OwnedFd)>,
     /// A time namespace given by path: joined by the runtime before forking, like pid.
     pub join_time: Option<(PathBuf, OwnedFd)>,
+    /// A user namespace given by path: joined by the runtime before forking, so that the namespaces the init
+    /// is born with belong to it (as runc joins it before unsharing the others).
+    pub join_user: Option<(PathBuf, OwnedFd)>,
     /// Whether the init gets a new user namespace (the runtime then writes its id maps).
     pub new_user: bool,
     /// Whether the init gets a new pid namespace.
@@ -116,13 +119,12 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
                 match typ {
                     LinuxNamespaceType::Pid => plan.join_pid = Some((path.clone(), fd)),
                     LinuxNamespaceType::Time => plan.join_time = Some((path.clone(), fd)),
+                    LinuxNamespaceType::User => plan.join_user = Some((path.clone(), fd)),
                     _ => plan.join.push((typ, path.clone(), fd)),
                 }
             }
         }
     }
-    // Join the user namespace first: the others are owned by it and need its capabilities.
-    plan.join.sort_by_key(|(t, _, _)| *t != LinuxNamespaceType::User);
     Ok(plan)
 }
 
@@ -143,6 +145,10 @@ pub fn prepare_parent(
     plan: &Plan,
     time_offsets: Option<&std::collections::HashMap<String, LinuxTimeOffset>>,
 ) -> Result<(), NamespaceError> {
+    // The user namespace first: joining the others needs its capabilities, and new ones belong to it.
+    if let Some((path, fd)) = &plan.join_user {
+        join(LinuxNamespaceType::User, path, fd)?;
+    }
     if let Some((path, fd)) = &plan.join_pid {
         join(LinuxNamespaceType::Pid, path, fd)?;
     }
@@ -255,14 +261,18 @@ mod tests {
     }
 
     #[test]
-    fn joined_namespaces_are_opened_user_first() {
+    fn joined_user_namespace_is_kept_apart() {
         let nss: Vec<LinuxNamespace> = serde_json::from_str(
             r#"[{"type":"network","path":"/proc/self/ns/net"},{"type":"user","path":"/proc/self/ns/user"},{"type":"mount"}]"#,
         )
         .expect("json");
         let p = plan(&nss).expect("plan");
-        assert_eq!(p.join.len(), 2);
-        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        assert_eq!(p.join.len(), 1);
+        assert_eq!(p.join[0].0, LinuxNamespaceType::Network);
+        assert!(
+            p.join_user.is_some(),
+            "the runtime joins the user namespace itself, before forking"
+        );
         assert_eq!(p.clone_flags, libc::CLONE_NEWNS as u64);
         let bad: Vec<LinuxNamespace> =
             serde_json::from_str(r#"[{"type":"network","path":"/nonexistent/ns"}]"#).expect("json");

@@ -75,6 +75,19 @@ pub enum SpecError {
     /// The working directory is not absolute.
     #[error("process.cwd {0:?} is not an absolute path")]
     RelativeCwd(String),
+    /// A new user namespace without id mappings.
+    #[error("config.json asks for a new user namespace but has no {0}: nothing would be mapped")]
+    NoIdMappings(&'static str),
+    /// An id of the process is outside the user namespace's mappings.
+    #[error("process.user {what} {id} is not mapped in the container's user namespace ({maps})")]
+    UnmappedId {
+        /// uid, gid or additional gid.
+        what: &'static str,
+        /// The id.
+        id: u32,
+        /// The mappings, as container:host:size.
+        maps: String,
+    },
     /// A feature this runtime cannot honour yet.
     #[error("config.json asks for {0}, which this runtime does not support yet")]
     Unsupported(&'static str),
@@ -156,6 +169,25 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     {
         return Err(SpecError::HostnameWithoutUts);
     }
+    let new_user = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if new_user {
+        check_mapped(
+            "uid",
+            &[process.user().uid()],
+            linux.uid_mappings().as_deref().unwrap_or_default(),
+            "uidMappings",
+        )?;
+        let mut gids = vec![process.user().gid()];
+        gids.extend(process.user().additional_gids().as_deref().unwrap_or_default());
+        check_mapped(
+            "gid",
+            &gids,
+            linux.gid_mappings().as_deref().unwrap_or_default(),
+            "gidMappings",
+        )?;
+    }
     for (index, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         let destination = m.destination().display().to_string();
         if !m.destination().is_absolute() {
@@ -195,6 +227,31 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         }
     }
     Ok(rootfs)
+}
+
+fn check_mapped(
+    what: &'static str,
+    ids: &[u32],
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+    field: &'static str,
+) -> Result<(), SpecError> {
+    if maps.is_empty() {
+        return Err(SpecError::NoIdMappings(field));
+    }
+    for &id in ids {
+        let inside = maps.iter().any(|m| {
+            id >= m.container_id() && u64::from(id) < u64::from(m.container_id()) + u64::from(m.size())
+        });
+        if !inside {
+            let maps = maps
+                .iter()
+                .map(|m| format!("{}:{}:{}", m.container_id(), m.host_id(), m.size()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(SpecError::UnmappedId { what, id, maps });
+        }
+    }
+    Ok(())
 }
 
 fn check_version(version: &str) -> Result<(), SpecError> {

@@ -32,8 +32,6 @@ pub enum Message {
     Error(String),
     /// runtime → init: the user namespace's id maps are written.
     IdMapsWritten,
-    /// runtime → init (`run` without a fifo): execute the user process now.
-    Start,
     /// init → runtime: the seccomp listener is this descriptor number in the init; hand it to the agent.
     SeccompFd(i32),
     /// runtime → init: the listener was handed to the seccomp agent.
@@ -71,6 +69,21 @@ impl AsFd for Channel {
 }
 
 impl Channel {
+    /// Closes this end for the peer, which reads end of file, by putting a close-on-exec copy of `placeholder`
+    /// in its place: the descriptor number stays valid, so nothing else can get it while this `Channel` lives,
+    /// and `dup3` and `close` are what even strict seccomp profiles allow. The channel must not be used after.
+    pub fn close(&self, placeholder: BorrowedFd<'_>) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        // SAFETY: dup3 onto a descriptor this Channel owns; the old socket is closed by the kernel.
+        let rc = unsafe { libc::dup3(placeholder.as_raw_fd(), fd, libc::O_CLOEXEC) };
+        if rc < 0 {
+            // SAFETY: the fallback only closes our own descriptor; the owner never uses it again (the init
+            // ends in exec or _exit, so the OwnedFd is never dropped).
+            unsafe { libc::close(fd) };
+        }
+    }
+
     /// Sends one message.
     pub fn send(&self, msg: &Message) -> Result<(), SyncError> {
         let mut buf = Vec::with_capacity(16);
@@ -82,7 +95,6 @@ impl Channel {
                 buf.extend_from_slice(&bytes[..bytes.len().min(MAX - 1)]);
             }
             Message::IdMapsWritten => buf.push(b'M'),
-            Message::Start => buf.push(b'S'),
             Message::HooksRequest => buf.push(b'H'),
             Message::CgroupJoined => buf.push(b'C'),
             Message::SeccompDone => buf.push(b'G'),
@@ -116,7 +128,6 @@ impl Channel {
             b'R' => Message::Ready,
             b'E' => Message::Error(String::from_utf8_lossy(&buf[1..n]).into_owned()),
             b'M' => Message::IdMapsWritten,
-            b'S' => Message::Start,
             b'H' => Message::HooksRequest,
             b'C' => Message::CgroupJoined,
             b'G' => Message::SeccompDone,
@@ -139,7 +150,6 @@ mod tests {
             Message::Ready,
             Message::Error("bad mount".into()),
             Message::IdMapsWritten,
-            Message::Start,
             Message::HooksRequest,
             Message::CgroupJoined,
             Message::SeccompFd(5),

@@ -212,3 +212,26 @@ fn bad_signal_and_unknown_container() {
     }
     assert_success(&rt.delete_force(&id), "delete");
 }
+
+#[test]
+fn unmappable_ids_in_a_user_namespace() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    bundle.set_terminal(false);
+    let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(serde_json::from_str(r#"{"type":"user"}"#).unwrap());
+    linux.set_namespaces(Some(ns));
+    bundle.write_config();
+    create_fails(&rt, &bundle, "no uidMappings");
+    let map: Vec<oci_spec::runtime::LinuxIdMapping> =
+        serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+    let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
+    linux.set_uid_mappings(Some(map.clone()));
+    linux.set_gid_mappings(Some(map));
+    let mut user = bundle.spec().process().as_ref().unwrap().user().clone();
+    user.set_uid(70000);
+    bundle.spec_mut().process_mut().as_mut().unwrap().set_user(user);
+    bundle.write_config();
+    create_fails(&rt, &bundle, "uid 70000 is not mapped");
+}

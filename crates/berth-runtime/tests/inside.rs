@@ -432,3 +432,112 @@ fn loopback_is_up_in_a_new_network_namespace() {
         "lo is down: flags {flags:#x}"
     );
 }
+
+/// A user namespace with mappings over a rootfs owned by the mapped ids: root inside is 100000 outside, /proc
+/// and /sys are mounted, time offsets apply, and the mapped root cannot write a host-owned directory. A second
+/// container joins the first one's user namespace by path.
+#[test]
+fn user_namespace_mapped_root_and_joined_by_path() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::busybox();
+    let host_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        host_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(bundle.rootfs())
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown the rootfs to the mapped ids");
+    bundle.set_readonly_root(false);
+    let linux = bundle.spec_mut().linux_mut().as_mut().unwrap();
+    let mut ns = linux.namespaces().clone().unwrap();
+    ns.push(serde_json::from_str(r#"{"type":"user"}"#).unwrap());
+    ns.push(serde_json::from_str(r#"{"type":"time"}"#).unwrap());
+    linux.set_namespaces(Some(ns));
+    let map: Vec<oci_spec::runtime::LinuxIdMapping> =
+        serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536}]"#).unwrap();
+    linux.set_uid_mappings(Some(map.clone()));
+    linux.set_gid_mappings(Some(map));
+    linux.set_time_offsets(Some(
+        serde_json::from_str(r#"{"boottime":{"secs":864000}}"#).unwrap(),
+    ));
+    let mut mounts = bundle.spec().mounts().clone().unwrap();
+    mounts.push(
+        serde_json::from_value(serde_json::json!({"destination": "/hostdir", "type": "bind", "source": host_dir.path(), "options": ["rbind"]}))
+            .unwrap(),
+    );
+    bundle.spec_mut().set_mounts(Some(mounts));
+    let script = "id -u; cat /proc/self/uid_map; mount | grep -c -E ' on /(proc|sys) '; cut -d. -f1 /proc/uptime; \
+        touch /hostdir/x 2>&1; touch /own-file && echo rootfs-writable";
+    let out = run_sh(&rt, &mut bundle, script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("0"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], "2", "/proc and /sys are mounted inside");
+    assert!(
+        lines[3].parse::<u64>().unwrap() >= 864000,
+        "the boottime offset: {}",
+        lines[3]
+    );
+    assert!(
+        lines[4].contains("Permission denied"),
+        "mapped root wrote a host-owned directory: {text}"
+    );
+    assert_eq!(lines[5], "rootfs-writable");
+    assert!(!host_dir.path().join("x").exists());
+
+    // Join that user namespace (and the network) from a second container.
+    bundle.set_check_args(&["sleep", "30"]);
+    let a = unique_id("usera");
+    assert_success(&rt.create(&a, &bundle), "create a");
+    let pid = rt.state(&a)["pid"].as_i64().unwrap();
+    rt.track_pid(pid as i32);
+    let mut second = Bundle::busybox();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(second.rootfs())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ns: Vec<oci_spec::runtime::LinuxNamespace> = serde_json::from_value(serde_json::json!([
+        {"type": "user", "path": format!("/proc/{pid}/ns/user")},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+        {"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}
+    ]))
+    .unwrap();
+    second
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_namespaces(Some(ns));
+    let r = rt.check_report(&mut second);
+    let user_ino = std::fs::metadata(format!("/proc/{pid}/ns/user")).unwrap().ino();
+    assert_eq!(
+        r.namespaces["user"].as_ref().ok(),
+        Some(&user_ino),
+        "joined the first container's user namespace"
+    );
+    assert_eq!(
+        r.uid_map
+            .as_ref()
+            .ok()
+            .map(|m| m.join(" "))
+            .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()),
+        Some(vec!["0".to_string(), "100000".to_string(), "65536".to_string()])
+    );
+    assert_success(&rt.delete_force(&a), "delete a");
+}

@@ -205,16 +205,96 @@ fn invalid_profiles_fail_before_anything_is_made() {
 #[test]
 fn deny_by_default_profile_without_no_new_privs() {
     const ALLOWED: &[&str] = &[
-        "access", "arch_prctl", "brk", "capget", "capset", "chdir", "clock_gettime", "clock_nanosleep", "clone",
-        "clone3", "close", "dup", "dup2", "dup3", "execve", "execveat", "exit", "exit_group", "faccessat",
-        "faccessat2", "fchdir", "fcntl", "fstat", "fstatfs", "futex", "getcwd", "getdents64", "getegid", "geteuid",
-        "getgid", "getgroups", "getpgid", "getpgrp", "getpid", "getppid", "getrandom", "getresgid", "getresuid",
-        "getrlimit", "getsid", "gettid", "gettimeofday", "getuid", "ioctl", "kill", "lseek", "lstat", "madvise",
-        "mmap", "mprotect", "munmap", "nanosleep", "newfstatat", "open", "openat", "pipe", "pipe2", "poll",
-        "prctl", "pread64", "prlimit64", "read", "readlink", "readlinkat", "readv", "rseq", "rt_sigaction",
-        "rt_sigprocmask", "rt_sigreturn", "set_robust_list", "set_tid_address", "setgid", "setgroups", "setpgid",
-        "setresgid", "setresuid", "setsid", "setuid", "sigaltstack", "stat", "statfs", "statx", "tgkill", "umask",
-        "uname", "vfork", "wait4", "waitid", "write", "writev",
+        "access",
+        "arch_prctl",
+        "brk",
+        "capget",
+        "capset",
+        "chdir",
+        "clock_gettime",
+        "clock_nanosleep",
+        "clone",
+        "clone3",
+        "close",
+        "dup",
+        "dup2",
+        "dup3",
+        "execve",
+        "execveat",
+        "exit",
+        "exit_group",
+        "faccessat",
+        "faccessat2",
+        "fchdir",
+        "fcntl",
+        "fstat",
+        "fstatfs",
+        "futex",
+        "getcwd",
+        "getdents64",
+        "getegid",
+        "geteuid",
+        "getgid",
+        "getgroups",
+        "getpgid",
+        "getpgrp",
+        "getpid",
+        "getppid",
+        "getrandom",
+        "getresgid",
+        "getresuid",
+        "getrlimit",
+        "getsid",
+        "gettid",
+        "gettimeofday",
+        "getuid",
+        "ioctl",
+        "kill",
+        "lseek",
+        "lstat",
+        "madvise",
+        "mmap",
+        "mprotect",
+        "munmap",
+        "nanosleep",
+        "newfstatat",
+        "open",
+        "openat",
+        "pipe",
+        "pipe2",
+        "poll",
+        "prctl",
+        "pread64",
+        "prlimit64",
+        "read",
+        "readlink",
+        "readlinkat",
+        "readv",
+        "rseq",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "set_robust_list",
+        "set_tid_address",
+        "setgid",
+        "setgroups",
+        "setpgid",
+        "setresgid",
+        "setresuid",
+        "setsid",
+        "setuid",
+        "sigaltstack",
+        "stat",
+        "statfs",
+        "statx",
+        "tgkill",
+        "umask",
+        "uname",
+        "vfork",
+        "wait4",
+        "waitid",
+        "write",
+        "writev",
     ];
     let rt = Runtime::new();
     let mut bundle = Bundle::busybox();
@@ -227,9 +307,21 @@ fn deny_by_default_profile_without_no_new_privs() {
             "syscalls": [{"names": ALLOWED, "action": "SCMP_ACT_ALLOW"}]
         }),
     );
-    bundle.spec_mut().process_mut().as_mut().unwrap().set_no_new_privileges(Some(false));
-    bundle.set_args(&["sh", "-c", "echo allowed; mkdir /tmp/denied"]).set_terminal(false);
+    bundle
+        .spec_mut()
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_no_new_privileges(Some(false));
+    bundle
+        .set_args(&["sh", "-c", "echo allowed; mkdir /tmp/denied"])
+        .set_terminal(false);
     let out = rt.run_capture(&unique_id("denyall"), &bundle);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "allowed\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "allowed\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
 }

@@ -51,6 +51,8 @@ pub struct Created {
     pub channel: Channel,
     /// For a foreground run with a terminal: the socket on which the init sent the pty master.
     pub console: Option<OwnedFd>,
+    /// For `run`: writing a byte here starts the container.
+    pub start_pipe: Option<OwnedFd>,
 }
 
 /// clone3's CLONE_INTO_CGROUP (a 64-bit flag, which libc's `c_int` constant cannot hold).
@@ -179,6 +181,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     let new_cgroupns = plan.clone_flags & namespaces::flag(LinuxNamespaceType::Cgroup) != 0;
     let defer_cgroupns = new_cgroupns && into_cgroup.is_none();
 
+    let mut start_pipe = None;
     let start = match mode {
         StartMode::Detached => {
             let fifo = dir.join(EXEC_FIFO);
@@ -194,7 +197,12 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
                 .map_err(|e| Error::sys(format!("open the exec fifo {}", fifo.display()), e))?;
             StartSignal::Fifo(fd)
         }
-        StartMode::Attached => StartSignal::Channel,
+        StartMode::Attached => {
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| Error::sys("create the start pipe", e))?;
+            start_pipe = Some(write);
+            StartSignal::Pipe(read)
+        }
     };
     let (parent_end, child_end) = sync::pair()?;
     namespaces::prepare_parent(&plan, linux.time_offsets().as_ref())?;
@@ -311,6 +319,16 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
             }
         }
     }
+    // After `ready` the init drops its privileges; end of file on the channel says it waits for `start`.
+    match parent_end.recv()? {
+        None => {}
+        Some(Message::Error(text)) => return Err(Error::Init(text)),
+        Some(_) => {
+            return Err(Error::Init(
+                "the container's init sent an unexpected message".into(),
+            ));
+        }
+    }
     let (start_time, _) = crate::state::proc_stat(pid)
         .ok_or_else(|| Error::Init("the container's init exited before it was ready".into()))?;
     let record = Record {
@@ -339,6 +357,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         pidfd,
         channel: parent_end,
         console: local_console,
+        start_pipe,
     })
 }
 

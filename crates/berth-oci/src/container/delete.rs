@@ -12,8 +12,13 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
         Err(Error::State(StateError::NotFound(_))) if force => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    // An init that has exited but is not reaped yet still reads as running (as with crun); there is nothing left
+    // to stop, so delete treats it as stopped.
+    let exited = c.record.as_ref().is_some_and(
+        |r| matches!(crate::state::proc_stat(r.pid), Some((start, b'Z')) if start == r.start_time),
+    );
     match (c.status, &c.record) {
-        (Status::Running | Status::Paused, _) if !force => {
+        (Status::Running | Status::Paused, _) if !force && !exited => {
             return Err(Error::Usage(format!(
                 "container {id:?} is running: stop it first, or delete it with --force"
             )));

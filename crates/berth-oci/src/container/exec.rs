@@ -207,7 +207,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
                 &child_end,
             ),
         };
-        let _ = child_end.send(&Message::Error(err.to_string()));
+        let _ = child_end.send(&Message::Error(crate::init::error_chain(&err)));
         // SAFETY: _exit ends the forked child without running the runtime's destructors.
         unsafe { libc::_exit(126) };
     }

@@ -4,7 +4,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::create::{self, CreateOptions, StartMode};
 use crate::state::Root;
-use crate::sync::Message;
 use crate::{Error, Result};
 
 /// Signals the foreground `run` forwards to the container's init.
@@ -41,7 +40,11 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<(i32, Vec<
             Some(sock) => Some(crate::console::recv_fd(sock.as_fd())?),
             None => None,
         };
-        created.channel.send(&Message::Start)?;
+        let pipe = created
+            .start_pipe
+            .as_ref()
+            .ok_or_else(|| Error::Init("the container has no start pipe".into()))?;
+        rustix::io::write(pipe, b"0").map_err(|e| Error::sys("start the container", e))?;
         if let Ok(Some(record)) = root.load(&opts.id) {
             warnings.extend(super::start::poststart(&record));
         }
