@@ -3,10 +3,14 @@
 #
 #   sudo bash bench/runtime.sh [--engines berth,crun,runc] [--runs 100] [--warmup 10] [--no-build]
 #
-# Two scenarios, the same for every engine:
+# Three scenarios, the same for every engine:
 #   run        `<rt> --root R run --bundle B ID`: the whole container life in one command, /bin/true as the process.
 #   lifecycle  `create --bundle B ID`, `start ID`, `state ID` until it says "stopped", `delete ID`: what containerd
 #              and podman do, one command each (a small /bin/sh script, written below, the same for every engine).
+#   limits     `run` as above with a 256 MiB memory limit, a 50% cpu quota and a Docker-sized seccomp profile (the
+#              one Debian's containers-common package installs for podman, /usr/share/containers/seccomp.json,
+#              turned into the OCI form at run time: the rules that apply to amd64 and to a container without
+#              extra capabilities).
 # Every engine runs the very same config.json (made by `runc spec`, so no engine brings its own defaults: network,
 # pid, ipc, uts and mount namespaces, read-only root, masked paths; the ambient capabilities made inheritable, see
 # make_bundle), on the same busybox rootfs, with its own --root
@@ -116,6 +120,24 @@ make_bundle() {
     mv "$dir/config.json.new" "$dir/config.json"
 }
 make_bundle "$work/bundle-true" '["/bin/true"]'
+# The limits bundle: the same, plus resources and seccomp.
+profile=/usr/share/containers/seccomp.json
+[[ -r $profile ]] || berth_die "$profile is missing (Debian's golang-github-containers-common, installed with podman)"
+make_bundle "$work/bundle-limits" '["/bin/true"]'
+jq --slurpfile p "$profile" '
+    .linux.resources = {"memory": {"limit": 268435456}, "cpu": {"quota": 50000, "period": 100000}}
+    | .linux.seccomp = {
+        "defaultAction": $p[0].defaultAction,
+        "defaultErrnoRet": $p[0].defaultErrnoRet,
+        "architectures": ([$p[0].archMap[] | select(.architecture == "SCMP_ARCH_X86_64")
+                           | .architecture, .subArchitectures[]]),
+        "syscalls": [$p[0].syscalls[]
+            | select((.includes // {}) as $i | ($i.caps // []) == [] and
+                     (($i.arches // []) == [] or (($i.arches // []) | index("amd64"))))
+            | {names, action} + (if .args then {args} else {} end)
+              + (if .errnoRet then {errnoRet} else {} end)]
+      }' "$work/bundle-limits/config.json" >"$work/bundle-limits/config.json.new"
+mv "$work/bundle-limits/config.json.new" "$work/bundle-limits/config.json"
 # shellcheck disable=SC2016 # $(...) and $$ are for the container's shell
 make_bundle "$work/bundle-check" '["/bin/sh", "-c", "echo \"$(hostname) $$ $(cat /proc/net/dev | wc -l)\""]'
 
@@ -153,6 +175,8 @@ for e in "${engine_list[@]}"; do
         berth_die "$e ran the bundle wrongly: expected 'berth-bench 1 3' (hostname, pid 1, only lo), got '$got'"
     "$rt" --root "$st" run --bundle "$work/bundle-true" "bench-run-$e" </dev/null ||
         berth_die "$e run of /bin/true failed"
+    "$rt" --root "$st" run --bundle "$work/bundle-limits" "bench-limits-$e" </dev/null 2>"$work/err" ||
+        berth_die "$e run of /bin/true with limits and seccomp failed: $(cat "$work/err")"
     if "$rt" --root "$st" state "bench-run-$e" >/dev/null 2>&1; then
         berth_die "$e run left container bench-run-$e behind; the run benchmark needs a fresh id per run"
     fi
@@ -182,6 +206,7 @@ bench() {
         case $scenario in
         run) args+=("$rt --root $st run --bundle $work/bundle-true bench-run-$e") ;;
         lifecycle) args+=("/bin/sh $work/lifecycle.sh $rt $st $work/bundle-true bench-cycle-$e") ;;
+        limits) args+=("$rt --root $st run --bundle $work/bundle-limits bench-limits-$e") ;;
         esac
     done
     berth_log "timing: $scenario"
@@ -189,6 +214,7 @@ bench() {
 }
 bench run
 bench lifecycle
+bench limits
 
 # Results. Medians in milliseconds, by engine and scenario.
 median() { jq -r --arg n "$(display_name "$1")" '.results[] | select(.command == $n) | .median * 1000' "$work/$2.json"; }
@@ -205,6 +231,7 @@ declare -A med
 for e in "${engine_list[@]}"; do
     med[$e,run]=$(median "$e" run)
     med[$e,lifecycle]=$(median "$e" lifecycle)
+    med[$e,limits]=$(median "$e" limits)
 done
 
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
@@ -216,17 +243,18 @@ out="$root_dir/bench/results/runtime-$stamp.md"
     echo "Kernel \`$(uname -r)\`, $(nproc) CPUs; hyperfine, $warmup warm-up runs, $runs timed runs, medians;" \
         "the same busybox bundle and config.json for every engine (\`bench/runtime.sh\`)."
     echo
-    echo "| engine | version | own cgroups | \`run\` /bin/true | create + start + delete |"
-    echo "|---|---|---|---|---|"
+    echo "| engine | version | own cgroups | \`run\` /bin/true | create + start + delete | \`run\` with limits + seccomp |"
+    echo "|---|---|---|---|---|---|"
     for e in "${engine_list[@]}"; do
         echo "| $(display_name "$e") | $(version "$e") | ${own_cgroup[$e]} | $(ms "${med[$e,run]}")" \
-            "| $(ms "${med[$e,lifecycle]}") |"
+            "| $(ms "${med[$e,lifecycle]}") | $(ms "${med[$e,limits]}") |"
     done
     if [[ -n ${runtime_of[berth]:-} ]]; then
         for ref in crun runc; do
             [[ -n ${runtime_of[$ref]:-} ]] || continue
             echo "| **Berth / $ref** | | | $(ratio "${med[berth,run]}" "${med[$ref,run]}")" \
-                "| $(ratio "${med[berth,lifecycle]}" "${med[$ref,lifecycle]}") |"
+                "| $(ratio "${med[berth,lifecycle]}" "${med[$ref,lifecycle]}")" \
+                "| $(ratio "${med[berth,limits]}" "${med[$ref,limits]}") |"
         done
     fi
     for e in "${engine_list[@]}"; do
