@@ -22,6 +22,9 @@ BERTH_PACKAGES=(
     iproute2
     util-linux
     procps
+    docker-registry # crates/berth-image tests: a real registry on 127.0.0.1 (berth_test_support::registry)
+    skopeo          # bench/pull.sh; image fixtures can be copied into the test registry with it
+    debootstrap     # the cached Debian bookworm minbase image of the registry tests
 )
 
 berth_log() { printf '==> %s\n' "$*" >&2; }

@@ -16,6 +16,7 @@ pub mod bundle;
 pub mod cleanup;
 pub mod ids;
 pub mod leaks;
+pub mod registry;
 pub mod report;
 pub mod runtime;
 
