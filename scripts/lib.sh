@@ -25,6 +25,8 @@ BERTH_PACKAGES=(
     docker-registry # crates/berth-image tests: a real registry on 127.0.0.1 (berth_test_support::registry)
     skopeo          # bench/pull.sh; image fixtures can be copied into the test registry with it
     debootstrap     # the cached Debian bookworm minbase image of the registry tests
+    python3-docker  # crates/berthd/tests/images.rs: docker-py against berthd
+    openssl         # crates/berthd/tests/daemon.rs: a CA, server and client certificates for the TLS test
 )
 
 berth_log() { printf '==> %s\n' "$*" >&2; }

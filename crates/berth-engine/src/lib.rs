@@ -1,1 +1,126 @@
-//! (being written)
+//! `berth-engine`: the daemon's services. The Engine API routes in `berthd` are a thin layer over these.
+//!
+//! - [`db`]: metadata in SQLite (WAL), every change in one transaction.
+//! - [`events`]: the events bus behind `/events`.
+//! - [`images`]: the image service (references, pull, push, inspect, history, tag, remove, prune, save, load,
+//!   import, disk usage) over `berth_image::store::ImageStore`.
+//! - [`system`]: `/version` and `/info`.
+
+pub mod db;
+pub mod errdefs;
+pub mod events;
+pub mod filters;
+pub mod images;
+pub mod system;
+pub mod time;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use errdefs::{ErrorKind, HasKind};
+
+/// What the engine is configured with.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The data root (`/var/lib/berth`).
+    pub data_root: PathBuf,
+    /// Registries reachable over plain HTTP (host[:port] or CIDR).
+    pub insecure_registries: Vec<String>,
+    /// Debug mode (reported by `/info`).
+    pub debug: bool,
+}
+
+/// Opening the engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The data root cannot be created.
+    #[error("cannot create the data root {path}: {source}")]
+    DataRoot {
+        /// The data root.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The state database cannot be opened.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// The image service cannot start.
+    #[error(transparent)]
+    Images(#[from] images::ImageError),
+}
+
+/// The engine: state, events and services, shared by every request.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    db: Arc<db::Db>,
+    events: Arc<events::EventBus>,
+    id: String,
+    images: images::ImageService,
+}
+
+impl Engine {
+    /// Opens the data root: creates it, opens the database, the image store, and reconciles them (images the
+    /// store holds that the database never committed — an interrupted pull or load — are removed).
+    pub async fn open(config: EngineConfig) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.data_root).map_err(|source| EngineError::DataRoot {
+            path: config.data_root.clone(),
+            source,
+        })?;
+        let db = Arc::new(db::Db::open(&config.data_root)?);
+        let id = db.meta_or_init("daemon-id", new_daemon_id)?;
+        let events = Arc::new(events::EventBus::new());
+        let images = images::ImageService::open(&config, db.clone(), events.clone()).await?;
+        Ok(Self {
+            config,
+            db,
+            events,
+            id,
+            images,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The events bus.
+    pub fn events(&self) -> &events::EventBus {
+        &self.events
+    }
+
+    /// The image service.
+    pub fn images(&self) -> &images::ImageService {
+        &self.images
+    }
+
+    /// The state database.
+    pub fn db(&self) -> &db::Db {
+        &self.db
+    }
+
+    /// The daemon's id, stable across restarts.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `GET /info`.
+    pub fn info(&self, event_listeners: i64) -> bollard_stubs::models::SystemInfo {
+        system::info(system::InfoInputs {
+            id: self.id.clone(),
+            root_dir: self.config.data_root.display().to_string(),
+            images: self.images.count().unwrap_or(0),
+            debug: self.config.debug,
+            insecure_registries: self.config.insecure_registries.clone(),
+            event_listeners,
+        })
+    }
+}
+
+/// A random id in docker's format (a UUID from the kernel).
+fn new_daemon_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{:x}", time::now_nanos()))
+}

@@ -1,0 +1,308 @@
+//! A berthd per test: its own socket, data root and pid file in a temp dir; stopped (SIGTERM, then SIGKILL) and
+//! removed on drop. Plus raw HTTP over the unix socket, and the `berth` and `docker` CLIs pointed at it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The docker 28 CLI.
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+/// The berthd binary under test.
+pub fn berthd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berthd"))
+}
+
+/// The berth CLI (built by `cargo build`; `BERTH_CLI` overrides).
+pub fn berth_bin() -> PathBuf {
+    berth_test_support::bins::locate("berth", "BERTH_CLI").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    pub pidfile: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Extra `berthd` arguments.
+pub fn start(extra: &[&str]) -> Daemon {
+    try_start(extra).unwrap_or_else(|(log, status)| panic!("berthd did not start ({status:?}):\n{log}"))
+}
+
+/// Starts a daemon; on failure its log and exit status.
+pub fn try_start(extra: &[&str]) -> Result<Daemon, (String, Option<ExitStatus>)> {
+    let dir = tempfile::Builder::new()
+        .prefix("berthd-test-")
+        .tempdir()
+        .map_err(|e| (e.to_string(), None))?;
+    start_in(dir, extra)
+}
+
+/// Starts a daemon in `dir`.
+pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (String, Option<ExitStatus>)> {
+    let sock = dir.path().join("berth.sock");
+    let pidfile = dir.path().join("berthd.pid");
+    let data = dir.path().join("data");
+    let log = dir.path().join("berthd.log");
+    let config = dir.path().join("daemon.json");
+    if !config.exists() {
+        std::fs::write(&config, "{}").map_err(|e| (e.to_string(), None))?;
+    }
+    let logf = std::fs::File::create(&log).map_err(|e| (e.to_string(), None))?;
+    let logf2 = logf.try_clone().map_err(|e| (e.to_string(), None))?;
+    let mut cmd = Command::new(berthd_bin());
+    cmd.arg("--config-file").arg(&config);
+    if !extra.iter().any(|a| *a == "-H" || a.starts_with("--host")) {
+        cmd.arg("-H").arg(format!("unix://{}", sock.display()));
+    }
+    if !extra.contains(&"--pidfile") {
+        cmd.arg("--pidfile").arg(&pidfile);
+    }
+    if !extra.contains(&"--data-root") {
+        cmd.arg("--data-root").arg(&data);
+    }
+    cmd.args(extra)
+        .env("BERTHD_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(logf)
+        .stderr(logf2);
+    let child = cmd.spawn().map_err(|e| (e.to_string(), None))?;
+    let mut d = Daemon {
+        child: Some(child),
+        dir,
+        sock,
+        pidfile,
+        data,
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if UnixStream::connect(&d.sock).is_ok() || (d.is_tcp(extra) && d.log_text().contains("API listening"))
+        {
+            return Ok(d);
+        }
+        if let Some(c) = d.child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            d.child = None;
+            return Err((d.log_text(), Some(status)));
+        }
+        if Instant::now() > deadline {
+            return Err((d.log_text(), None));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Daemon {
+    fn is_tcp(&self, extra: &[&str]) -> bool {
+        extra.iter().any(|a| a.starts_with("tcp://"))
+    }
+
+    /// `unix://<sock>`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (10 s) for the exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).ok()?)?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A raw HTTP/1.1 request over the socket: (status, headers with lowercase names, body).
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        raw_request(&self.sock, method, path, &[], body)
+    }
+
+    /// A JSON request: (status, body as JSON or `Null`).
+    pub fn json(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let (s, _, b) = self.request(method, path, body);
+        (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Runs `berth -H <sock> args` with a private config dir.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(berth_bin());
+        c.arg("-H").arg(self.host()).args(args);
+        c.env("BERTH_CONFIG", self.dir.path().join("berth-config"))
+            .env_remove("BERTH_HOST")
+            .env_remove("DOCKER_HOST");
+        run(c)
+    }
+
+    /// Runs the docker CLI with `DOCKER_HOST=unix://<sock>` and a private config dir.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(DOCKER);
+        c.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT");
+        run(c)
+    }
+}
+
+/// Runs a command with a 120 s limit.
+pub fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(r) => r.unwrap_or_else(|e| panic!("{c:?} failed: {e}")),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(id).unwrap_or(0)) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            panic!("{c:?} did not finish within 120 s");
+        }
+    }
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && self.terminate().is_none()
+            && let Some(mut c) = self.child.take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Raw HTTP over a unix socket (chunked bodies decoded).
+pub fn raw_request(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s =
+        UnixStream::connect(sock).unwrap_or_else(|e| panic!("cannot connect to {}: {e}", sock.display()));
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write request");
+    s.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw, method == "HEAD")
+}
+
+/// Splits a raw response.
+pub fn parse_response(raw: &[u8], head: bool) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    let head_text = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head_text.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if head {
+        body.clear();
+    } else if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..p]).trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[p + 2..p + 2 + size]);
+            rest = &rest[p + 2 + size + 2..];
+        }
+        body = out;
+    }
+    (status, headers, body)
+}
+
+/// A header's value.
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// VmRSS of a process, in kB.
+pub fn rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
