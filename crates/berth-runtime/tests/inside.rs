@@ -539,5 +539,28 @@ fn user_namespace_mapped_root_and_joined_by_path() {
             .map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()),
         Some(vec!["0".to_string(), "100000".to_string(), "65536".to_string()])
     );
+    // A create that fails after joining the user namespace (the host's IPC namespace cannot get an mqueue
+    // mount from inside it) leaves no cgroup behind: the runtime cannot remove it from there, its janitor does.
+    let mut third = Bundle::busybox();
+    let ns: Vec<oci_spec::runtime::LinuxNamespace> = serde_json::from_value(serde_json::json!([
+        {"type": "user", "path": format!("/proc/{pid}/ns/user")}, {"type": "pid"}, {"type": "mount"}
+    ]))
+    .unwrap();
+    third
+        .spec_mut()
+        .linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_namespaces(Some(ns));
+    third.spec_mut().set_hostname(None);
+    third.set_check_args(&["exit", "0"]);
+    let c = unique_id("userc");
+    let out = rt.create(&c, &third);
+    assert!(!out.status.success(), "expected the mqueue mount to fail");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/pids/berth-runtime-{c}")).exists(),
+        "cgroup left behind"
+    );
+    assert_eq!(rt.containers(), vec![a.clone()]);
     assert_success(&rt.delete_force(&a), "delete a");
 }

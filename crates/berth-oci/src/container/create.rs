@@ -80,7 +80,59 @@ struct Cleanup<'a> {
     id: &'a str,
     child: Option<(i32, OwnedFd)>,
     cgroup: Option<&'a Cgroup>,
+    /// Removes the cgroup from the host's user namespace when the runtime itself has joined another one.
+    janitor: Option<Janitor>,
     armed: bool,
+}
+
+/// A child forked before the runtime joins a user namespace given by path. From inside that namespace the runtime
+/// may no longer remove cgroup directories; the janitor, still in the host's user namespace, does it if `create`
+/// fails, and otherwise just exits.
+struct Janitor {
+    pid: i32,
+    pipe: Option<OwnedFd>,
+}
+
+impl Janitor {
+    fn spawn(cgroup: &Cgroup) -> Result<Self> {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::sys("create the janitor's pipe", e))?;
+        // SAFETY: the runtime is single-threaded; the child only reads a pipe, removes a cgroup and exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::sys(
+                "fork the cgroup janitor",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if pid == 0 {
+            drop(write);
+            let mut byte = [0u8; 1];
+            if matches!(rustix::io::read(&read, &mut byte), Ok(1)) && byte[0] == b'c' {
+                let _ = cgroup.kill_all(libc::SIGKILL);
+                let _ = cgroup.destroy();
+            }
+            // SAFETY: ends the forked child without running the runtime's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        drop(read);
+        Ok(Self {
+            pid,
+            pipe: Some(write),
+        })
+    }
+
+    /// Tells the janitor to remove the cgroup (`true`) or just to exit, and reaps it.
+    fn finish(&mut self, remove: bool) {
+        if let Some(pipe) = self.pipe.take() {
+            if remove {
+                let _ = rustix::io::write(&pipe, b"c");
+            }
+            drop(pipe);
+            // SAFETY: reaps our own child; a null status pointer is allowed.
+            unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+        }
+    }
 }
 
 impl Drop for Cleanup<'_> {
@@ -93,9 +145,13 @@ impl Drop for Cleanup<'_> {
             // SAFETY: reaps our own child; a null status pointer is allowed.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         }
-        if let Some(cgroup) = self.cgroup {
-            let _ = cgroup.kill_all(libc::SIGKILL);
-            let _ = cgroup.destroy();
+        match (self.janitor.as_mut(), self.cgroup) {
+            (Some(janitor), _) => janitor.finish(true),
+            (None, Some(cgroup)) => {
+                let _ = cgroup.kill_all(libc::SIGKILL);
+                let _ = cgroup.destroy();
+            }
+            (None, None) => {}
         }
         let _ = self.root.remove(self.id);
     }
@@ -171,6 +227,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         id: &opts.id,
         child: None,
         cgroup: None,
+        janitor: None,
         armed: true,
     };
     cgroup.setup(Some(&resources))?;
@@ -205,6 +262,9 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         }
     };
     let (parent_end, child_end) = sync::pair()?;
+    if plan.join_user.is_some() {
+        cleanup.janitor = Some(Janitor::spawn(&cgroup)?);
+    }
     namespaces::prepare_parent(&plan, linux.time_offsets().as_ref())?;
 
     let mut pidfd: libc::c_int = -1;
@@ -352,6 +412,9 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         write_pid_file(path, pid)?;
     }
     cleanup.armed = false;
+    if let Some(janitor) = cleanup.janitor.as_mut() {
+        janitor.finish(false);
+    }
     Ok(Created {
         pid,
         pidfd,
