@@ -53,6 +53,8 @@ pub struct Created {
     pub console: Option<OwnedFd>,
     /// For `run`: writing a byte here starts the container.
     pub start_pipe: Option<OwnedFd>,
+    /// For `run` in a user namespace joined by path: removes the cgroup once the container is gone.
+    pub(crate) janitor: Option<Janitor>,
 }
 
 /// clone3's CLONE_INTO_CGROUP (a 64-bit flag, which libc's `c_int` constant cannot hold).
@@ -88,7 +90,8 @@ struct Cleanup<'a> {
 /// A child forked before the runtime joins a user namespace given by path. From inside that namespace the runtime
 /// may no longer remove cgroup directories; the janitor, still in the host's user namespace, does it if `create`
 /// fails, and otherwise just exits.
-struct Janitor {
+#[derive(Debug)]
+pub(crate) struct Janitor {
     pid: i32,
     pipe: Option<OwnedFd>,
 }
@@ -107,6 +110,14 @@ impl Janitor {
         }
         if pid == 0 {
             drop(write);
+            // Keep nothing but the pipe: a copy of the init's sync socket (or fifo) here would keep the runtime
+            // from seeing the init close its end.
+            let keep = std::os::fd::AsRawFd::as_raw_fd(&read) as u32;
+            // SAFETY: close_range takes integers; only descriptors this forked child inherited are closed.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, keep.saturating_sub(1), 0u32);
+                libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+            }
             let mut byte = [0u8; 1];
             if matches!(rustix::io::read(&read, &mut byte), Ok(1)) && byte[0] == b'c' {
                 let _ = cgroup.kill_all(libc::SIGKILL);
@@ -122,12 +133,11 @@ impl Janitor {
         })
     }
 
-    /// Tells the janitor to remove the cgroup (`true`) or just to exit, and reaps it.
-    fn finish(&mut self, remove: bool) {
+    /// Tells the janitor to remove the cgroup (`true`) or just to exit, and reaps it. Always a byte, never end
+    /// of file: the init holds a copy of the pipe until it executes the program.
+    pub(crate) fn finish(&mut self, remove: bool) {
         if let Some(pipe) = self.pipe.take() {
-            if remove {
-                let _ = rustix::io::write(&pipe, b"c");
-            }
+            let _ = rustix::io::write(&pipe, if remove { b"c" } else { b"k" });
             drop(pipe);
             // SAFETY: reaps our own child; a null status pointer is allowed.
             unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
@@ -412,8 +422,13 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         write_pid_file(path, pid)?;
     }
     cleanup.armed = false;
-    if let Some(janitor) = cleanup.janitor.as_mut() {
-        janitor.finish(false);
+    // `create` ends here, a foreground `run` still needs the janitor for its delete.
+    let mut janitor = cleanup.janitor.take();
+    if mode == StartMode::Detached
+        && let Some(j) = janitor.as_mut()
+    {
+        j.finish(false);
+        janitor = None;
     }
     Ok(Created {
         pid,
@@ -421,6 +436,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         channel: parent_end,
         console: local_console,
         start_pipe,
+        janitor,
     })
 }
 

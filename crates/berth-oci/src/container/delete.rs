@@ -7,6 +7,12 @@ use crate::{Error, Result};
 
 /// Deletes container `id`. Returns the warnings of failed `poststop` hooks (they do not fail the delete).
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
+    delete_inner(root, id, force, true)
+}
+
+/// [`delete`]; without `remove_cgroup` the caller removes the cgroup (a foreground `run` that joined a user
+/// namespace, from which cgroups cannot be removed, leaves that to its janitor).
+pub(crate) fn delete_inner(root: &Root, id: &str, force: bool, remove_cgroup: bool) -> Result<Vec<String>> {
     let c = match super::load(root, id) {
         Ok(c) => c,
         Err(Error::State(StateError::NotFound(_))) if force => return Ok(Vec::new()),
@@ -54,7 +60,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<Vec<String>> {
         _ => {}
     }
     // Whatever is left in the cgroup (processes that escaped the pid namespace's teardown) goes too.
-    if let Some(record) = c.record.as_ref().filter(|r| !r.cgroup_path.is_empty()) {
+    if let Some(record) = c
+        .record
+        .as_ref()
+        .filter(|r| remove_cgroup && !r.cgroup_path.is_empty())
+    {
         let cgroup = record.cgroup()?;
         let _ = cgroup.kill_all(libc::SIGKILL);
         cgroup.destroy()?;

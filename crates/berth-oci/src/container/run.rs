@@ -50,8 +50,13 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool) -> Result<(i32, Vec<
         }
         forward_and_wait(created.pid, &created.pidfd, master)
     })();
-    if let Ok(w) = super::delete::delete(root, &opts.id, true) {
+    let mut created = created;
+    let remove_cgroup = created.janitor.is_none();
+    if let Ok(w) = super::delete::delete_inner(root, &opts.id, true, remove_cgroup) {
         warnings.extend(w);
+    }
+    if let Some(janitor) = created.janitor.as_mut() {
+        janitor.finish(true);
     }
     Ok((status?, warnings))
 }
