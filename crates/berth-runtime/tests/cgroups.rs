@@ -74,7 +74,10 @@ fn cpu_quota_holds_near_half_a_cpu() {
     let (u1, t1) = (usage(&rt), Instant::now());
     let share = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
     // The quota caps the share (the upper bound); a busy machine may give less than the quota (the lower bound).
-    assert!((0.15..=0.6).contains(&share), "a 50% quota gave {share:.2} of a cpu");
+    assert!(
+        (0.15..=0.6).contains(&share),
+        "a 50% quota gave {share:.2} of a cpu"
+    );
     assert_success(&rt.delete_force(&id), "delete");
     assert!(
         cgroup_dirs(&id).is_empty(),
