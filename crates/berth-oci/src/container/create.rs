@@ -76,6 +76,79 @@ pub(crate) struct CloneArgs {
     pub(crate) cgroup: u64,
 }
 
+/// The result of [`fork`]: in the child, or in the parent with the child's pid and pidfd.
+pub(crate) enum Forked {
+    /// This is the new process.
+    Child,
+    /// This is the runtime; the child's pid and a pidfd for it.
+    Parent(i32, OwnedFd),
+}
+
+/// Forks with `clone3`: `flags` (new namespaces) plus `CLONE_PIDFD`, and born into `cgroup` when given (v2).
+pub(crate) fn fork(flags: u64, cgroup: Option<&OwnedFd>, what: &str) -> Result<Forked> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a copy of this
+    // single-threaded process and continues with its own memory. `args` lives across the call.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match pid {
+        p if p < 0 => Err(Error::sys(what, std::io::Error::last_os_error())),
+        0 => Ok(Forked::Child),
+        // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
+        p => Ok(Forked::Parent(p as i32, unsafe { OwnedFd::from_raw_fd(pidfd) })),
+    }
+}
+
+/// The terminal of a process: `(for the child, for the runtime)`. With `--console-socket` the child sends the
+/// pty master there; a foreground process with a terminal and no socket gets a local pair, whose other end the
+/// runtime keeps to relay the terminal itself.
+pub(crate) fn console_for(
+    console_socket: Option<&Path>,
+    terminal: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    let console = console_socket.map(crate::console::connect).transpose()?;
+    if terminal && console.is_none() {
+        let (ours, theirs) = crate::console::local_pair()?;
+        return Ok((Some(theirs), Some(ours)));
+    }
+    Ok((console, None))
+}
+
+/// The spec's seccomp filter, compiled (and cached) before anything is made, and its listener when it has one.
+pub(crate) type Listener = (PathBuf, Option<String>);
+
+pub(crate) fn compile_seccomp(
+    linux: &oci_spec::runtime::Linux,
+) -> Result<(Option<crate::seccomp::Filter>, Option<Listener>)> {
+    let filter = linux
+        .seccomp()
+        .as_ref()
+        .map(|s| crate::seccomp::compile_cached(s, Path::new(crate::seccomp::CACHE_DIR)))
+        .transpose()?;
+    let listener = filter.as_ref().filter(|f| f.needs_listener()).and_then(|f| {
+        Some((
+            f.listener_path()?.to_path_buf(),
+            f.listener_metadata().map(str::to_string),
+        ))
+    });
+    Ok((filter, listener))
+}
+
 /// Removes what a failed create made: the init (killed and reaped) and the state directory.
 struct Cleanup<'a> {
     root: &'a Root,
@@ -198,31 +271,11 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let spec_hooks = bundle.spec.hooks().as_ref();
     hooks::validate(spec_hooks)?;
-    let mut console = opts
-        .console_socket
-        .as_deref()
-        .map(crate::console::connect)
-        .transpose()?;
     // A foreground run with a terminal and no console socket relays the terminal itself.
-    let mut local_console = None;
-    if terminal && console.is_none() {
-        let (ours, theirs) = crate::console::local_pair()?;
-        local_console = Some(ours);
-        console = Some(theirs);
-    }
+    let (console, local_console) = console_for(opts.console_socket.as_deref(), terminal)?;
 
     // Compiled before anything is made, so that a bad profile changes nothing; cached across containers.
-    let seccomp = linux
-        .seccomp()
-        .as_ref()
-        .map(|s| crate::seccomp::compile_cached(s, std::path::Path::new(crate::seccomp::CACHE_DIR)))
-        .transpose()?;
-    let seccomp_listener = seccomp.as_ref().filter(|f| f.needs_listener()).and_then(|f| {
-        Some((
-            f.listener_path()?.to_path_buf(),
-            f.listener_metadata().map(str::to_string),
-        ))
-    });
+    let (seccomp, seccomp_listener) = compile_seccomp(linux)?;
     let cgroups_path = linux
         .cgroups_path()
         .as_ref()
@@ -277,37 +330,12 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     }
     namespaces::prepare_parent(&plan, linux.time_offsets().as_ref())?;
 
-    let mut pidfd: libc::c_int = -1;
     let mut flags = plan.clone_flags & !namespaces::flag(LinuxNamespaceType::Time);
     if defer_cgroupns {
         flags &= !namespaces::flag(LinuxNamespaceType::Cgroup);
     }
-    let mut args = CloneArgs {
-        flags: flags | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
-    if let Some(fd) = &into_cgroup {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
-    }
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a copy of this
-    // single-threaded process and continues below with its own memory. `args` lives across the call.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid < 0 {
-        return Err(Error::sys(
-            "fork the container's init",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
+    let forked = fork(flags, into_cgroup.as_ref(), "fork the container's init")?;
+    let Forked::Parent(pid, pidfd) = forked else {
         drop(parent_end);
         crate::init::run(InitArgs {
             spec: &bundle.spec,
@@ -323,10 +351,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
             preserve_fds: opts.preserve_fds,
             no_pivot: opts.no_pivot,
         });
-    }
-    let pid = pid as i32;
-    // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    };
     drop(child_end);
     drop(start);
     drop(console);

@@ -5,7 +5,7 @@
 //! child joins the rest (user first, mount last), makes the terminal when asked, and becomes the process
 //! through the same steps as the container's init.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -87,18 +87,10 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     let caps = process::cap_sets(p)?;
     // The container's seccomp profile applies to every process in it.
     let spec = crate::spec::load(&record.bundle)?.spec;
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(|s| crate::seccomp::compile_cached(s, std::path::Path::new(crate::seccomp::CACHE_DIR)))
-        .transpose()?;
-    let listener = seccomp.as_ref().filter(|f| f.needs_listener()).and_then(|f| {
-        Some((
-            f.listener_path()?.to_path_buf(),
-            f.listener_metadata().map(str::to_string),
-        ))
-    });
+    let (seccomp, listener) = match spec.linux() {
+        Some(linux) => super::create::compile_seccomp(linux)?,
+        None => (None, None),
+    };
 
     // Open the init's namespaces that differ from ours; the pidfd pins the init while we do.
     let mut join = Vec::new();
@@ -141,17 +133,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     if let Some((path, fd)) = &time_ns {
         namespaces::join(LinuxNamespaceType::Time, path, fd)?;
     }
-    let mut console = opts
-        .console_socket
-        .as_deref()
-        .map(crate::console::connect)
-        .transpose()?;
-    let mut local_console = None;
-    if terminal && console.is_none() {
-        let (ours, theirs) = crate::console::local_pair()?;
-        local_console = Some(ours);
-        console = Some(theirs);
-    }
+    let (console, local_console) = super::create::console_for(opts.console_socket.as_deref(), terminal)?;
     let (parent_end, child_end) = sync::pair()?;
     // The process joins the container's cgroup: born there on v2, moved by us before it runs anything on v1.
     let cgroup = if record.cgroup_path.is_empty() {
@@ -165,33 +147,8 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     };
     let wait_for_cgroup = cgroup.is_some() && into_cgroup.is_none();
 
-    let mut pidfd: libc::c_int = -1;
-    let mut args = super::create::CloneArgs {
-        flags: libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = &into_cgroup {
-        args.flags |= super::create::CLONE_INTO_CGROUP;
-        args.cgroup = std::os::fd::AsRawFd::as_raw_fd(fd) as u64;
-    }
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork in this single-threaded process;
-    // `args` lives across the call.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut super::create::CloneArgs,
-            std::mem::size_of::<super::create::CloneArgs>(),
-        )
-    };
-    if pid < 0 {
-        return Err(Error::sys(
-            "fork the exec process",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
+    let forked = super::create::fork(0, into_cgroup.as_ref(), "fork the exec process")?;
+    let super::create::Forked::Parent(pid, pidfd) = forked else {
         drop(parent_end);
         let err = match wait_for_cgroup {
             true if child_end.recv().ok().flatten() != Some(Message::CgroupJoined) => {
@@ -210,10 +167,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         let _ = child_end.send(&Message::Error(crate::init::error_chain(&err)));
         // SAFETY: _exit ends the forked child without running the runtime's destructors.
         unsafe { libc::_exit(126) };
-    }
-    let pid = pid as i32;
-    // SAFETY: clone3 with CLONE_PIDFD stored a new descriptor that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    };
     drop(child_end);
     drop(console);
     drop(init);
