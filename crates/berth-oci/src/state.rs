@@ -334,30 +334,10 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
     pid > 0 && matches!(proc_stat(pid), Some((start, state)) if start == start_time && state != b'X')
 }
 
-/// Now, as RFC 3339 with nanoseconds in UTC (no time-zone database needed).
+/// Now, as RFC 3339 with nanoseconds in UTC (`jiff`: a small, well-kept time library, without a time-zone
+/// database here).
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_nanos()
-    )
+    format!("{:.9}", jiff::Timestamp::now())
 }
 
 #[cfg(test)]

@@ -341,23 +341,9 @@ pub fn human_ago(unix_secs: i64) -> String {
 
 /// Unix seconds → `2024-01-02 03:04:05 +0000 UTC` (Go's default time format, as docker prints `CreatedAt`).
 pub fn go_time(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
-    let sod = unix_secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    jiff::Timestamp::from_second(unix_secs)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_else(|_| unix_secs.to_string())
 }
 
 #[cfg(test)]
