@@ -174,7 +174,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
-        let snapshot = probe.take();
+        // Right after spawn the child may not have executed yet (its cmdline is still ours): wait for the exec.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut snapshot = probe.take();
+        while snapshot.processes.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            snapshot = probe.take();
+        }
         let kill_result = child.kill();
         let _ = child.wait();
         kill_result.unwrap();
