@@ -13,4 +13,5 @@ pub mod image;
 pub mod layers;
 pub mod pull;
 pub mod store;
+pub mod units;
 pub mod unpack;

@@ -454,6 +454,50 @@ fn assert_limits(scratch: &Scratch, peer: &str, id: &str, limit: u64, pids: Opti
 // containerd
 
 /// Starts a private containerd in `scratch` (config, root, state, opt directory and sockets under it; CRI and the
+/// What the podman and docker scenarios share on a running container named `long` whose command line holds
+/// `tag`: `exec` (output, exit code, `-e -w -u`, `-t`), `top`, and `stop` within 10 s (SIGTERM reaches pid 1's trap).
+fn exec_top_stop(engine: &str, tag: &str, cli: impl Fn(&[&str]) -> Out) {
+    let out = cli(&["exec", "long", "sh", "-c", "echo exec-out"]);
+    assert!(out.ok().contains("exec-out"), "{}", out.describe());
+    let out = cli(&["exec", "long", "sh", "-c", "exit 5"]);
+    assert_eq!(out.code(), Some(5), "{}", out.describe());
+    let out = cli(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534",
+        "long",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out.ok().trim(), "bar /tmp 65534", "{}", out.describe());
+    let out = cli(&["exec", "-t", "long", "sh", "-c", "tty; echo tty-ok"]);
+    let text = out.ok();
+    assert!(
+        text.contains("/dev/pts/") && text.contains("tty-ok"),
+        "{}",
+        out.describe()
+    );
+    let out = cli(&["top", "long"]);
+    assert!(
+        out.ok().contains(tag),
+        "{engine} top shows pid 1: {}",
+        out.describe()
+    );
+
+    let started = Instant::now();
+    cli(&["stop", "--time", "20", "long"]).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stop took {:?}: SIGTERM did not reach pid 1's trap",
+        started.elapsed()
+    );
+}
+
 /// snapshotters that cannot work here disabled), listening on `<dir>/c.sock`.
 fn spawn_containerd(scratch: &mut Scratch) {
     let containerd = require("containerd", "containerd");
@@ -887,45 +931,7 @@ fn podman_detached_exec_stop_rm() {
     assert_eq!(id.len(), 64, "podman run -d prints the id: {}", out.describe());
     assert_eq!(p.inspect("long", "{{.State.Status}}"), "running");
 
-    let out = p.podman(&["exec", "long", "sh", "-c", "echo exec-out"]);
-    assert!(out.ok().contains("exec-out"), "{}", out.describe());
-    let out = p.podman(&["exec", "long", "sh", "-c", "exit 5"]);
-    assert_eq!(out.code(), Some(5), "{}", out.describe());
-    let out = p.podman(&[
-        "exec",
-        "-e",
-        "FOO=bar",
-        "-w",
-        "/tmp",
-        "-u",
-        "65534",
-        "long",
-        "sh",
-        "-c",
-        "echo $FOO $(pwd) $(id -u)",
-    ]);
-    assert_eq!(out.ok().trim(), "bar /tmp 65534", "{}", out.describe());
-    let out = p.podman(&["exec", "-t", "long", "sh", "-c", "tty; echo tty-ok"]);
-    let text = out.ok();
-    assert!(
-        text.contains("/dev/pts/") && text.contains("tty-ok"),
-        "{}",
-        out.describe()
-    );
-    let out = p.podman(&["top", "long"]);
-    assert!(
-        out.ok().contains(&p.scratch.tag),
-        "podman top shows pid 1: {}",
-        out.describe()
-    );
-
-    let started = Instant::now();
-    p.podman(&["stop", "--time", "20", "long"]).ok();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stop took {:?}: SIGTERM did not reach pid 1's trap",
-        started.elapsed()
-    );
+    exec_top_stop("podman", &p.scratch.tag, |a| p.podman(a));
     assert_eq!(p.inspect("long", "{{.State.Status}}"), "exited");
     assert_eq!(p.inspect("long", "{{.State.ExitCode}}"), "0");
     p.podman(&["rm", "long"]).ok();
@@ -1154,45 +1160,7 @@ fn dockerd_detached_exec_stop_rm() {
     assert_eq!(id.len(), 64, "docker run -d prints the id: {}", out.describe());
     assert_eq!(d.inspect("long", "{{.State.Status}}"), "running");
 
-    let out = d.docker(&["exec", "long", "sh", "-c", "echo exec-out"]);
-    assert!(out.ok().contains("exec-out"), "{}", out.describe());
-    let out = d.docker(&["exec", "long", "sh", "-c", "exit 5"]);
-    assert_eq!(out.code(), Some(5), "{}", out.describe());
-    let out = d.docker(&[
-        "exec",
-        "-e",
-        "FOO=bar",
-        "-w",
-        "/tmp",
-        "-u",
-        "65534",
-        "long",
-        "sh",
-        "-c",
-        "echo $FOO $(pwd) $(id -u)",
-    ]);
-    assert_eq!(out.ok().trim(), "bar /tmp 65534", "{}", out.describe());
-    let out = d.docker(&["exec", "-t", "long", "sh", "-c", "tty; echo tty-ok"]);
-    let text = out.ok();
-    assert!(
-        text.contains("/dev/pts/") && text.contains("tty-ok"),
-        "{}",
-        out.describe()
-    );
-    let out = d.docker(&["top", "long"]);
-    assert!(
-        out.ok().contains(&d.scratch.tag),
-        "docker top shows pid 1: {}",
-        out.describe()
-    );
-
-    let started = Instant::now();
-    d.docker(&["stop", "--time", "20", "long"]).ok();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stop took {:?}: SIGTERM did not reach pid 1's trap",
-        started.elapsed()
-    );
+    exec_top_stop("docker", &d.scratch.tag, |a| d.docker(a));
     assert_eq!(d.inspect("long", "{{.State.ExitCode}}"), "0");
 
     // docker kill: SIGKILL, exit code 137.

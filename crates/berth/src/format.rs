@@ -283,28 +283,7 @@ pub fn tabwrite(lines: &[String]) -> String {
 
 /// Bytes as docker prints them (`4.26MB`: base 1000, 3 significant digits).
 pub fn human_size(n: i64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let mut v = n as f64;
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    berth_image::units::human_size(n, 3)
 }
 
 /// "2 hours ago", as docker's `units.HumanDuration`.

@@ -109,28 +109,7 @@ impl JsonMessage {
 
 /// Bytes in docker's units (`1.5MB`: base 1000, four significant digits, as Go's `units.HumanSize`).
 pub fn human_size(n: i64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let mut v = n as f64;
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let decimals = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    berth_image::units::human_size(n, 4)
 }
 
 /// `[=====>     ]  1.2MB/3.4MB`, as docker renders progress.

@@ -286,22 +286,31 @@ impl RegistryClient {
 
     /// Whether the registry has the blob in `r`'s repository (`HEAD`).
     pub async fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
-        let scope = Scope::pull(r.repository());
+        self.head_blob(r, digest, &Scope::pull(r.repository())).await
+    }
+
+    /// `HEAD` of a blob with the token `scope`: pull for a plain check, push before an upload so that the token
+    /// fetched serves the upload that follows.
+    pub(crate) async fn head_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        scope: &Scope,
+    ) -> Result<bool, RegistryError> {
         let path = format!("/v2/{}/blobs/{digest}", r.repository());
         let resp = self
             .send(
                 Call {
                     registry: r.registry(),
-                    scope: &scope,
+                    scope,
                     retry: true,
                 },
                 &|c, base| c.head(format!("{base}{path}")),
             )
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(true),
             // A HEAD that redirects (to a CDN) means the blob is there.
-            s if s.is_redirection() => Ok(true),
+            s if s.is_success() || s.is_redirection() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             StatusCode::FORBIDDEN => Err(denied(r)),
             status => Err(status_error(r.registry(), &format!("HEAD {path}"), resp, status).await),

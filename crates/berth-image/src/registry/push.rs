@@ -286,24 +286,7 @@ impl RegistryClient {
 
     /// `HEAD` with push scope, so that the token fetched serves the upload that follows.
     async fn blob_exists_for_push(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
-        let scope = Scope::push(r.repository());
-        let path = format!("/v2/{}/blobs/{digest}", r.repository());
-        let resp = self
-            .send(
-                Call {
-                    registry: r.registry(),
-                    scope: &scope,
-                    retry: true,
-                },
-                &|c, base| c.head(format!("{base}{path}")),
-            )
-            .await?;
-        match resp.status() {
-            s if s.is_success() || s.is_redirection() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            StatusCode::FORBIDDEN => Err(denied(r)),
-            status => Err(status_error(r.registry(), &format!("HEAD {path}"), resp, status).await),
-        }
+        self.head_blob(r, digest, &Scope::push(r.repository())).await
     }
 
     /// `POST /v2/<name>/blobs/uploads/` → the session URL.
