@@ -6,6 +6,7 @@
 //!   import, disk usage) over `berth_image::store::ImageStore`.
 //! - [`system`]: `/version` and `/info`.
 
+pub mod containers;
 pub mod db;
 pub mod errdefs;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod filters;
 pub mod images;
 pub mod system;
 pub mod time;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +30,16 @@ pub struct EngineConfig {
     pub insecure_registries: Vec<String>,
     /// Debug mode (reported by `/info`).
     pub debug: bool,
+    /// The exec root (`/run/berth`): the runtime's state, bundles and monitors' sockets.
+    pub exec_root: PathBuf,
+    /// `berth-runtime`, `berth-monitor` and `berth-init`.
+    pub runtime: PathBuf,
+    /// The per-container monitor.
+    pub monitor: PathBuf,
+    /// The init for `--init`.
+    pub init: PathBuf,
+    /// The cgroup parent of containers.
+    pub cgroup_parent: String,
 }
 
 /// Opening the engine failed.
@@ -47,6 +59,12 @@ pub enum EngineError {
     /// The image service cannot start.
     #[error(transparent)]
     Images(#[from] images::ImageError),
+    /// The volume service cannot start.
+    #[error(transparent)]
+    Volumes(#[from] volumes::VolumeError),
+    /// The container service cannot start.
+    #[error(transparent)]
+    Containers(#[from] containers::ContainerError),
 }
 
 /// The engine: state, events and services, shared by every request.
@@ -56,7 +74,9 @@ pub struct Engine {
     db: Arc<db::Db>,
     events: Arc<events::EventBus>,
     id: String,
-    images: images::ImageService,
+    images: Arc<images::ImageService>,
+    volumes: Arc<volumes::VolumeService>,
+    containers: Arc<containers::ContainerService>,
 }
 
 impl Engine {
@@ -70,13 +90,35 @@ impl Engine {
         let db = Arc::new(db::Db::open(&config.data_root)?);
         let id = db.meta_or_init("daemon-id", new_daemon_id)?;
         let events = Arc::new(events::EventBus::new());
-        let images = images::ImageService::open(&config, db.clone(), events.clone()).await?;
+        let images = Arc::new(images::ImageService::open(&config, db.clone(), events.clone()).await?);
+        let volumes = Arc::new(volumes::VolumeService::open(
+            &config.data_root,
+            db.clone(),
+            events.clone(),
+        )?);
+        let containers = containers::ContainerService::open(
+            containers::ContainerConfig {
+                data_root: config.data_root.clone(),
+                exec_root: config.exec_root.clone(),
+                runtime: config.runtime.clone(),
+                monitor: config.monitor.clone(),
+                init: config.init.clone(),
+                cgroup_parent: config.cgroup_parent.clone(),
+            },
+            db.clone(),
+            events.clone(),
+            images.clone(),
+            volumes.clone(),
+        )
+        .await?;
         Ok(Self {
             config,
             db,
             events,
             id,
             images,
+            volumes,
+            containers,
         })
     }
 
@@ -95,6 +137,16 @@ impl Engine {
         &self.images
     }
 
+    /// The volume service.
+    pub fn volumes(&self) -> &Arc<volumes::VolumeService> {
+        &self.volumes
+    }
+
+    /// The container service.
+    pub fn containers(&self) -> &Arc<containers::ContainerService> {
+        &self.containers
+    }
+
     /// The state database.
     pub fn db(&self) -> &db::Db {
         &self.db
@@ -111,6 +163,7 @@ impl Engine {
             id: self.id.clone(),
             root_dir: self.config.data_root.display().to_string(),
             images: self.images.count().unwrap_or(0),
+            containers: self.containers.counts(),
             debug: self.config.debug,
             insecure_registries: self.config.insecure_registries.clone(),
             event_listeners,

@@ -135,6 +135,8 @@ pub struct InfoInputs {
     pub root_dir: String,
     /// How many images.
     pub images: i64,
+    /// Containers: (total, running, paused, stopped).
+    pub containers: (i64, i64, i64, i64),
     /// Debug mode.
     pub debug: bool,
     /// Registries marked insecure.
@@ -175,10 +177,10 @@ pub fn info(i: InfoInputs) -> SystemInfo {
     }
     SystemInfo {
         id: Some(i.id),
-        containers: Some(0),
-        containers_running: Some(0),
-        containers_paused: Some(0),
-        containers_stopped: Some(0),
+        containers: Some(i.containers.0),
+        containers_running: Some(i.containers.1),
+        containers_paused: Some(i.containers.2),
+        containers_stopped: Some(i.containers.3),
         images: Some(i.images),
         driver: Some("overlay2".to_string()),
         driver_status: Some(vec![
@@ -190,7 +192,9 @@ pub fn info(i: InfoInputs) -> SystemInfo {
         docker_root_dir: Some(i.root_dir),
         plugins: Some(PluginsInfo {
             volume: Some(vec!["local".into()]),
-            network: Some(vec!["bridge".into(), "host".into(), "none".into()]),
+            // Until the bridge network exists, the default network mode gives a container its own network
+            // namespace with only a loopback interface; `host` and `none` work as docker's.
+            network: Some(vec!["host".into(), "none".into()]),
             authorization: None,
             log: Some(vec!["json-file".into()]),
         }),

@@ -42,6 +42,9 @@ pub struct InitArgs<'a> {
     pub plan: &'a Plan,
     /// Make the cgroup namespace only once the runtime has moved the init into its cgroup (cgroup v1).
     pub defer_cgroupns: bool,
+    /// cgroup v1: the runtime moves the init into its cgroup after the fork; wait for that before anything reads
+    /// `/proc/self/cgroup` (the cgroup mount binds the container's own cgroup directories).
+    pub wait_cgroup: bool,
     /// The init's end of the sync channel.
     pub channel: Channel,
     /// The connected console socket, when the process has a terminal.
@@ -166,7 +169,7 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
             )));
         }
     }
-    if args.defer_cgroupns {
+    if args.wait_cgroup {
         match args.channel.recv()? {
             Some(Message::CgroupJoined) => {}
             _ => {
@@ -175,6 +178,8 @@ fn setup(args: &InitArgs<'_>) -> crate::Result<Ready> {
                 ));
             }
         }
+    }
+    if args.defer_cgroupns {
         // SAFETY: NEWCGROUP does not unshare the file table; the init is single-threaded.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
             .map_err(|e| crate::Error::sys("create the cgroup namespace", e))?;

@@ -347,6 +347,70 @@ impl Client {
         Err(ClientError::Daemon { status, message })
     }
 
+    /// Sends a request that asks for an HTTP upgrade (`Connection: Upgrade`, `Upgrade: tcp`, as the docker CLI
+    /// does for attach and exec start) and returns the hijacked connection with the response's content type
+    /// (`application/vnd.docker.multiplexed-stream` or `application/vnd.docker.raw-stream`). An error status is
+    /// [`ClientError::Daemon`]; a success that is not `101 Switching Protocols` is [`ClientError::Decode`].
+    pub async fn upgrade(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<(Option<String>, TokioIo<hyper::upgrade::Upgraded>), ClientError> {
+        let io = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/v{}{path}", self.version))
+            .header("host", "berth")
+            .header(
+                "user-agent",
+                format!("Berth-Client/{} (linux)", env!("CARGO_PKG_VERSION")),
+            )
+            .header("content-type", "application/json")
+            .header("connection", "Upgrade")
+            .header("upgrade", "tcp")
+            .body(body)
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = resp.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let upgraded = hyper::upgrade::on(resp)
+                .await
+                .map_err(|e| ClientError::Http(format!("the connection upgrade failed: {e}")))?;
+            return Ok((content_type, TokioIo::new(upgraded)));
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        if status.is_success() {
+            return Err(ClientError::Decode(format!(
+                "the daemon answered {status} instead of upgrading the connection"
+            )));
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(ClientError::Daemon { status, message })
+    }
+
     /// GETs JSON.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let resp = self.call(Method::GET, path, &[], empty()).await?;

@@ -96,8 +96,8 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
-    /// Return low-level information on images.
-    Inspect(cmd::image::InspectArgs),
+    /// Return low-level information on Berth objects (containers, images, volumes).
+    Inspect(cmd::container::AnyInspectArgs),
     /// Show the history of an image.
     History(cmd::image::HistoryArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
@@ -117,6 +117,54 @@ pub enum Command {
     /// Manage contexts.
     #[command(subcommand)]
     Context(cmd::context::ContextCommand),
+    /// Create and run a new container from an image.
+    Run(cmd::run::RunArgs),
+    /// Create a new container.
+    Create(cmd::run::CreateArgs),
+    /// Start one or more stopped containers.
+    Start(cmd::container::StartArgs),
+    /// Stop one or more running containers.
+    Stop(cmd::container::StopArgs),
+    /// Restart one or more containers.
+    Restart(cmd::container::StopArgs),
+    /// Kill one or more running containers.
+    Kill(cmd::container::KillArgs),
+    /// Remove one or more containers.
+    Rm(cmd::container::RmArgs),
+    /// List containers.
+    Ps(cmd::container::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(cmd::container::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(cmd::exec::ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(cmd::attach::AttachArgs),
+    /// Display the running processes of a container.
+    Top(cmd::container::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(cmd::container::StatsArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(cmd::container::ContainersArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(cmd::container::CpArgs),
+    /// Rename a container.
+    Rename(cmd::container::RenameArgs),
+    /// Pause all processes within one or more containers.
+    Pause(cmd::container::ContainersArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(cmd::container::ContainersArgs),
+    /// Update configuration of one or more containers.
+    Update(cmd::container::UpdateArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(cmd::container::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(cmd::container::DiffArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(cmd::container::ContainerCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(cmd::volume::VolumeCommand),
     /// Generate the autocompletion script for the specified shell.
     Completion(cmd::CompletionArgs),
 }

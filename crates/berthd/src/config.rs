@@ -7,6 +7,10 @@ use serde::Deserialize;
 
 /// The default data root.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+/// The default exec root.
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+/// The default cgroup parent of containers.
+pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
 /// The default pid file.
 pub const DEFAULT_PIDFILE: &str = "/run/berth/berthd.pid";
 /// The default socket.
@@ -91,6 +95,12 @@ pub struct FileConfig {
     pub tlskey: Option<PathBuf>,
     /// `group` (of the unix socket).
     pub group: Option<String>,
+    /// `exec-root`.
+    #[serde(rename = "exec-root")]
+    pub exec_root: Option<PathBuf>,
+    /// `cgroup-parent`.
+    #[serde(rename = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// The command line.
@@ -143,6 +153,12 @@ pub struct Flags {
     /// Group owning the unix socket (default: "berth" or "docker" when such a group exists, else root).
     #[arg(short = 'G', long = "group", value_name = "GROUP")]
     pub group: Option<String>,
+    /// Root directory of execution state: the runtime's state, bundles, monitors' sockets.
+    #[arg(long = "exec-root", value_name = "DIR")]
+    pub exec_root: Option<PathBuf>,
+    /// The parent cgroup of containers.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// Where to listen.
@@ -215,6 +231,10 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The unix socket's group.
     pub group: Option<String>,
+    /// The exec root.
+    pub exec_root: PathBuf,
+    /// The cgroup parent of containers.
+    pub cgroup_parent: String,
 }
 
 impl Config {
@@ -255,6 +275,12 @@ impl Config {
         pick("tlscert", flags.tlscert.is_some(), file.tlscert.is_some());
         pick("tlskey", flags.tlskey.is_some(), file.tlskey.is_some());
         pick("group", flags.group.is_some(), file.group.is_some());
+        pick("exec-root", flags.exec_root.is_some(), file.exec_root.is_some());
+        pick(
+            "cgroup-parent",
+            flags.cgroup_parent.is_some(),
+            file.cgroup_parent.is_some(),
+        );
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflict(conflicts.join(", "), path.to_path_buf()));
         }
@@ -318,7 +344,19 @@ impl Config {
                 return Err(ConfigError::InsecureTcp(a.clone()));
             }
         }
+        let exec_root = flags
+            .exec_root
+            .clone()
+            .or(file.exec_root.clone())
+            .unwrap_or_else(|| DEFAULT_EXEC_ROOT.into());
+        let cgroup_parent = flags
+            .cgroup_parent
+            .clone()
+            .or(file.cgroup_parent.clone())
+            .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
         Ok(Self {
+            exec_root,
+            cgroup_parent,
             hosts,
             data_root: flags
                 .data_root

@@ -72,12 +72,37 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// A binary berthd runs: next to berthd itself (an install or a cargo build puts them together), else on PATH.
+fn helper_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+    {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!("cannot find {name} next to berthd or on PATH; install it with berthd")
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let pidfile = pidfile::PidFile::take(&config.pidfile)?;
     let engine = berth_engine::Engine::open(berth_engine::EngineConfig {
         data_root: config.data_root.clone(),
         insecure_registries: config.insecure_registries.clone(),
         debug: config.debug,
+        exec_root: config.exec_root.clone(),
+        runtime: helper_binary("berth-runtime")?,
+        monitor: helper_binary("berth-monitor")?,
+        init: helper_binary("berth-init")?,
+        cgroup_parent: config.cgroup_parent.clone(),
     })
     .await
     .context("cannot open the engine")?;

@@ -799,6 +799,26 @@ impl ImageService {
         Ok(self.stored(&id)?.layer_dirs)
     }
 
+    /// What the container service needs of an image: its id, its config's `config` object (Env, Cmd, Entrypoint,
+    /// WorkingDir, User, Volumes, ...), and its layers' `diff/` directories, top first.
+    pub fn for_container(
+        &self,
+        name: &str,
+    ) -> Result<(String, serde_json::Value, Vec<std::path::PathBuf>), ImageError> {
+        let id = self.resolve(name)?;
+        let stored = self.stored(&id)?;
+        let config = stored
+            .config
+            .get("config")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        Ok((
+            id,
+            config,
+            stored.layer_dirs.iter().map(std::path::PathBuf::from).collect(),
+        ))
+    }
+
     /// Labels of an image (for the container service and filters).
     pub fn labels(&self, id: &str) -> Result<HashMap<String, String>, ImageError> {
         Ok(views::labels(&self.stored(id)?.config))

@@ -300,6 +300,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
     let into_cgroup = cgroup.dir_fd()?;
     let new_cgroupns = plan.clone_flags & namespaces::flag(LinuxNamespaceType::Cgroup) != 0;
     let defer_cgroupns = new_cgroupns && into_cgroup.is_none();
+    let wait_cgroup = into_cgroup.is_none();
 
     let mut start_pipe = None;
     let start = match mode {
@@ -345,6 +346,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
             bundle: &bundle.dir,
             plan: &plan,
             defer_cgroupns,
+            wait_cgroup,
             channel: child_end,
             console,
             start,
@@ -373,7 +375,7 @@ pub fn create(root: &Root, opts: &CreateOptions, mode: StartMode) -> Result<Crea
         )?;
         parent_end.send(&Message::IdMapsWritten)?;
     }
-    if defer_cgroupns {
+    if wait_cgroup {
         parent_end.send(&Message::CgroupJoined)?;
     }
     let state = |status| crate::state::OciState {

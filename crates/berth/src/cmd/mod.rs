@@ -1,9 +1,14 @@
 //! One module per command group.
 
+pub mod attach;
+pub mod container;
 pub mod context;
+pub mod exec;
 pub mod image;
 pub mod login;
+pub mod run;
 pub mod system;
+pub mod volume;
 
 use clap::{Args, CommandFactory as _};
 
@@ -27,7 +32,7 @@ pub async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Push(a) => image::push(ctx, a).await,
         Command::Images(a) => image::list(ctx, a).await,
         Command::Image(c) => image::run(ctx, c).await,
-        Command::Inspect(a) => image::inspect(ctx, a).await,
+        Command::Inspect(a) => container::inspect_any(ctx, a).await,
         Command::History(a) => image::history(ctx, a).await,
         Command::Tag(a) => image::tag(ctx, a).await,
         Command::Rmi(a) => image::remove(ctx, a).await,
@@ -37,6 +42,29 @@ pub async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Login(a) => login::login(ctx, a).await,
         Command::Logout(a) => login::logout(ctx, a),
         Command::Context(c) => context::run(ctx, c).await,
+        Command::Run(a) => run::run(ctx, a).await,
+        Command::Create(a) => run::create(ctx, a).await,
+        Command::Start(a) => container::start(ctx, a).await,
+        Command::Stop(a) => container::stop(ctx, a, "stop").await,
+        Command::Restart(a) => container::stop(ctx, a, "restart").await,
+        Command::Kill(a) => container::kill(ctx, a).await,
+        Command::Rm(a) => container::rm(ctx, a).await,
+        Command::Ps(a) => container::ps(ctx, a).await,
+        Command::Logs(a) => container::logs(ctx, a).await,
+        Command::Exec(a) => exec::exec(ctx, a).await,
+        Command::Attach(a) => attach::attach(ctx, a).await,
+        Command::Top(a) => container::top(ctx, a).await,
+        Command::Stats(a) => container::stats(ctx, a).await,
+        Command::Wait(a) => container::wait(ctx, a).await,
+        Command::Cp(a) => container::cp(ctx, a).await,
+        Command::Rename(a) => container::rename(ctx, a).await,
+        Command::Pause(a) => container::pause(ctx, a, "pause").await,
+        Command::Unpause(a) => container::pause(ctx, a, "unpause").await,
+        Command::Update(a) => container::update(ctx, a).await,
+        Command::Export(a) => container::export(ctx, a).await,
+        Command::Diff(a) => container::diff(ctx, a).await,
+        Command::Container(c) => container::run(ctx, c).await,
+        Command::Volume(c) => volume::run(ctx, c).await,
         Command::Completion(a) => {
             clap_complete::generate(
                 a.shell,

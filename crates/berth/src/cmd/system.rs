@@ -60,6 +60,8 @@ pub enum SystemCommand {
     Info(InfoArgs),
     /// Get real time events from the server.
     Events(EventsArgs),
+    /// Remove unused data.
+    Prune(PruneArgs),
 }
 
 /// Runs a `system` subcommand.
@@ -68,6 +70,7 @@ pub async fn run(ctx: &Ctx, c: SystemCommand) -> CmdResult {
         SystemCommand::Df(a) => df(ctx, a).await,
         SystemCommand::Info(a) => info(ctx, a).await,
         SystemCommand::Events(a) => events(ctx, a).await,
+        SystemCommand::Prune(a) => prune(ctx, a).await,
     }
 }
 
@@ -422,5 +425,97 @@ pub async fn df(ctx: &Ctx, a: DfArgs) -> CmdResult {
     .into_iter()
     .collect();
     print!("{}", f.render_rows(&rows, &h)?);
+    Ok(())
+}
+
+/// `system prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all unused images not just dangling ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>").
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Prune anonymous volumes.
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+/// `system prune`: stopped containers, then (with `--volumes`) unused anonymous volumes, then dangling (or with
+/// `-a` unused) images, after one confirmation; the space reclaimed is the sum. Berth has no networks or build
+/// cache to prune yet.
+pub async fn prune(ctx: &Ctx, a: PruneArgs) -> crate::CmdResult {
+    let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n");
+    if a.volumes {
+        warning.push_str("  - all anonymous volumes not used by at least one container\n");
+    }
+    warning.push_str(if a.all {
+        "  - all images without at least one container associated to them\n"
+    } else {
+        "  - all dangling images\n"
+    });
+    if !a.force && !super::container::confirm(&format!("{warning}\nAre you sure you want to continue?")) {
+        return Ok(());
+    }
+    let mut total = super::container::prune(
+        ctx,
+        super::container::PruneArgs {
+            filter: a.filter.clone(),
+            force: true,
+        },
+        true,
+    )
+    .await?;
+    if a.volumes {
+        total += super::volume::prune(
+            ctx,
+            super::volume::PruneArgs {
+                all: false,
+                filter: a
+                    .filter
+                    .iter()
+                    .filter(|f| f.starts_with("label"))
+                    .cloned()
+                    .collect(),
+                force: true,
+            },
+            true,
+        )
+        .await?;
+    }
+    let mut filter = a.filter.clone();
+    if a.all {
+        filter.push("dangling=false".to_string());
+    }
+    let c = ctx.client().await?;
+    let path = client::query("/images/prune", &[("filters", &super::filters_json(&filter)?)]);
+    let resp = c.call(Method::POST, &path, &[], client::empty()).await?;
+    let v = client::body_json(resp).await?;
+    let deleted = v
+        .get("ImagesDeleted")
+        .and_then(|x| x.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if !deleted.is_empty() {
+        println!("Deleted Images:");
+        for item in &deleted {
+            if let Some(u) = item.get("Untagged").and_then(|x| x.as_str()) {
+                println!("untagged: {u}");
+            }
+            if let Some(d) = item.get("Deleted").and_then(|x| x.as_str()) {
+                println!("deleted: {d}");
+            }
+        }
+        println!();
+    }
+    total += v
+        .get("SpaceReclaimed")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    println!("Total reclaimed space: {}", human_size(total));
     Ok(())
 }

@@ -1,9 +1,13 @@
 //! The Engine API: routes, version negotiation, and the headers dockerd sends on every response.
 
+mod container_io;
+mod containers;
 mod error;
+mod hijack;
 mod images;
 mod params;
 mod system;
+mod volumes;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -51,6 +55,22 @@ pub fn router(state: AppState) -> Router {
                 .post(images::post_named)
                 .delete(images::delete),
         )
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
+        .route("/containers/{id}", axum::routing::delete(containers::delete))
+        .route(
+            "/containers/{id}/{what}",
+            get(containers::get_sub)
+                .head(containers::head_sub)
+                .put(containers::put_sub)
+                .post(containers::post_sub),
+        )
+        .route(
+            "/exec/{id}/{what}",
+            get(containers::exec_get).post(containers::exec_post),
+        )
+        .merge(volumes::routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,394 @@
+//! The container service: create, start, stop, kill, pause, remove, wait, rename, update, top, stats, logs,
+//! attach, exec, archives and prune, over the records in SQLite, the overlay2 layers and one `berth-monitor` per
+//! running container (which starts `berth-runtime`, holds the container's stdio and log, and records its exit).
+//!
+//! Consistency across a daemon crash: a container becomes visible only when its record is committed, after its
+//! layers and files exist; at start-up [`ContainerService::open`] removes layers and state directories no record
+//! owns, reconnects to every monitor that still runs (live restore), and records the exits that happened while the
+//! daemon was away.
+
+pub mod archive;
+pub mod layers;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod record;
+pub mod spec;
+pub mod stats;
+mod store;
+
+mod create;
+mod exec;
+mod io;
+mod lifecycle;
+mod restore;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio::sync::watch;
+
+use crate::db::Db;
+use crate::errdefs::{ErrorKind, HasKind};
+use crate::events::{Event, EventBus};
+use crate::images::ImageService;
+
+pub use exec::{ExecIo, ExecService};
+pub use io::ByteStream;
+pub use lifecycle::{AttachTarget, WaitCondition};
+pub use record::{Record, Status};
+
+/// A container operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container has that name or id.
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// The request is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the container's state or another container.
+    #[error("{0}")]
+    Conflict(String),
+    /// The image side failed (unknown image, ...).
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The container's layers failed.
+    #[error(transparent)]
+    Layers(#[from] layers::LayersError),
+    /// The monitor or the runtime failed.
+    #[error(transparent)]
+    Monitor(#[from] monitor::MonitorError),
+    /// Copying files in or out failed.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// Something the daemon does on the host failed.
+    #[error("{0}")]
+    System(String),
+}
+
+impl HasKind for ContainerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Invalid(_) => ErrorKind::InvalidParameter,
+            Self::Conflict(_) => ErrorKind::Conflict,
+            Self::Image(e) => e.kind(),
+            Self::Archive(e) => e.kind(),
+            Self::Monitor(monitor::MonitorError::Refused(m)) if runtime_says_invalid(m) => {
+                ErrorKind::InvalidParameter
+            }
+            Self::Store(_) | Self::Layers(_) | Self::Monitor(_) | Self::System(_) => ErrorKind::System,
+        }
+    }
+}
+
+/// Runtime errors that are the user's (a program that does not exist or cannot run): dockerd answers 400.
+fn runtime_says_invalid(m: &str) -> bool {
+    m.contains("executable file not found")
+        || m.contains("no such file or directory")
+        || m.contains("permission denied")
+}
+
+/// The exit code docker gives a container whose program could not be started: 127 not found, 126 not executable.
+pub fn start_failure_code(message: &str) -> i64 {
+    if message.contains("executable file not found") || message.contains("no such file or directory") {
+        127
+    } else if message.contains("permission denied") || message.contains("is a directory") {
+        126
+    } else {
+        128
+    }
+}
+
+/// Result of container operations.
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+/// Where the service keeps things and which binaries it runs.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    /// The data root (`/var/lib/berth`).
+    pub data_root: PathBuf,
+    /// The exec root (`/run/berth`).
+    pub exec_root: PathBuf,
+    /// `berth-runtime`.
+    pub runtime: PathBuf,
+    /// `berth-monitor`.
+    pub monitor: PathBuf,
+    /// `berth-init` (for `--init`).
+    pub init: PathBuf,
+    /// The cgroup parent of containers (`/berth`).
+    pub cgroup_parent: String,
+}
+
+/// What waiters watch: changes whenever the container starts, exits or is removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// A process is alive.
+    pub running: bool,
+    /// How many times it has exited (or failed to start) since the daemon loaded it.
+    pub exits: u64,
+    /// The last exit code.
+    pub exit_code: i64,
+    /// Removed.
+    pub removed: bool,
+}
+
+/// A container as held in memory.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub rec: Mutex<Record>,
+    /// Serialises lifecycle operations (start, stop, remove, ...).
+    pub op: tokio::sync::Mutex<()>,
+    pub tx: watch::Sender<Snapshot>,
+    /// Attach requests waiting for the next start.
+    pub pending: Mutex<Vec<lifecycle::PendingAttach>>,
+    /// The ids of its execs.
+    pub execs: Mutex<Vec<String>>,
+}
+
+impl Entry {
+    fn new(rec: Record) -> Arc<Self> {
+        let snap = Snapshot {
+            running: rec.state.status.is_running(),
+            exits: 0,
+            exit_code: rec.state.exit_code,
+            removed: false,
+        };
+        Arc::new(Self {
+            rec: Mutex::new(rec),
+            op: tokio::sync::Mutex::new(()),
+            tx: watch::channel(snap).0,
+            pending: Mutex::new(Vec::new()),
+            execs: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn rec(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.rec.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn snapshot(&self) -> Record {
+        self.rec().clone()
+    }
+
+    pub fn id(&self) -> String {
+        self.rec().id.clone()
+    }
+}
+
+/// The container service.
+#[derive(Debug)]
+pub struct ContainerService {
+    pub(crate) cfg: ContainerConfig,
+    pub(crate) db: Arc<Db>,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) images: Arc<ImageService>,
+    pub(crate) volumes: Arc<crate::volumes::VolumeService>,
+    pub(crate) dirs: record::Dirs,
+    pub(crate) layers_root: PathBuf,
+    pub(crate) entries: RwLock<HashMap<String, Arc<Entry>>>,
+    pub(crate) execs: ExecService,
+    /// Serialises name reservation in create and rename.
+    pub(crate) names: tokio::sync::Mutex<()>,
+}
+
+impl ContainerService {
+    /// Opens the service: loads the records, sweeps what no record owns, reconnects to running monitors.
+    pub async fn open(
+        cfg: ContainerConfig,
+        db: Arc<Db>,
+        events: Arc<EventBus>,
+        images: Arc<ImageService>,
+        volumes: Arc<crate::volumes::VolumeService>,
+    ) -> Result<Arc<Self>> {
+        store::init(&db)?;
+        let dirs = record::Dirs {
+            containers: cfg.data_root.join("containers"),
+            run: cfg.exec_root.join("c"),
+        };
+        for d in [&dirs.containers, &dirs.run, &cfg.exec_root.join("runtime")] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| ContainerError::System(format!("cannot create {}: {e}", d.display())))?;
+        }
+        let svc = Arc::new(Self {
+            layers_root: cfg.data_root.join("overlay2"),
+            cfg,
+            db,
+            events,
+            images,
+            volumes,
+            dirs,
+            entries: RwLock::new(HashMap::new()),
+            execs: ExecService::default(),
+            names: tokio::sync::Mutex::new(()),
+        });
+        svc.clone().restore().await?;
+        Ok(svc)
+    }
+
+    pub(crate) fn entries(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn entries_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Finds a container by full id, name (with or without `/`) or unique id prefix, as docker does.
+    pub(crate) fn lookup(&self, name: &str) -> Result<Arc<Entry>> {
+        let entries = self.entries();
+        if name.is_empty() {
+            return Err(ContainerError::NotFound(name.to_string()));
+        }
+        if let Some(e) = entries.get(name) {
+            return Ok(e.clone());
+        }
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        for e in entries.values() {
+            if e.rec().name == bare {
+                return Ok(e.clone());
+            }
+        }
+        if name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found: Vec<&Arc<Entry>> = entries
+                .keys()
+                .filter(|k| k.starts_with(name))
+                .map(|k| &entries[k])
+                .collect();
+            match found.len() {
+                1 => return Ok(found.remove(0).clone()),
+                0 => {}
+                _ => {
+                    return Err(ContainerError::Invalid(format!(
+                        "multiple IDs found with provided prefix: {name}"
+                    )));
+                }
+            }
+        }
+        Err(ContainerError::NotFound(name.to_string()))
+    }
+
+    /// The record of a container.
+    pub fn get(&self, name: &str) -> Result<Record> {
+        Ok(self.lookup(name)?.snapshot())
+    }
+
+    /// Publishes a container event with docker's attributes (name, image, labels).
+    pub(crate) fn event(&self, rec: &Record, action: &str, extra: &[(&str, &str)]) {
+        let mut attrs: Vec<(&str, &str)> = vec![("name", rec.name.as_str()), ("image", rec.image.as_str())];
+        let labels = rec.config.labels.clone().unwrap_or_default();
+        for (k, v) in &labels {
+            attrs.push((k.as_str(), v.as_str()));
+        }
+        attrs.extend_from_slice(extra);
+        self.events
+            .publish(Event::new("container", action, &rec.id, &attrs));
+    }
+
+    /// Writes a record to the database.
+    pub(crate) fn save(&self, rec: &Record) -> Result<()> {
+        store::update(&self.db, rec)?;
+        Ok(())
+    }
+
+    /// The container's layers.
+    pub(crate) fn layers(&self, id: &str) -> layers::ContainerLayers {
+        layers::ContainerLayers::new(&self.layers_root, id)
+    }
+
+    /// The containers using image `id` (for rmi): (container id, running).
+    pub fn users_of_image(&self, image_id: &str) -> Vec<(String, bool)> {
+        self.entries()
+            .values()
+            .filter_map(|e| {
+                let r = e.rec();
+                (r.image_id == image_id).then(|| (r.id.clone(), r.state.status.is_running()))
+            })
+            .collect()
+    }
+
+    /// The containers using volume `name`.
+    pub fn users_of_volume(&self, name: &str) -> Vec<String> {
+        self.entries()
+            .values()
+            .filter_map(|e| {
+                let r = e.rec();
+                r.mounts
+                    .iter()
+                    .any(|m| m.name.as_deref() == Some(name))
+                    .then(|| r.id.clone())
+            })
+            .collect()
+    }
+
+    /// How many containers are in each state: (total, running, paused, stopped).
+    pub fn counts(&self) -> (i64, i64, i64, i64) {
+        let mut c = (0, 0, 0, 0);
+        for e in self.entries().values() {
+            c.0 += 1;
+            match e.rec().state.status {
+                Status::Running | Status::Restarting => c.1 += 1,
+                Status::Paused => c.2 += 1,
+                _ => c.3 += 1,
+            }
+        }
+        c
+    }
+
+    /// The directory of the container's bundle and monitor.
+    pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
+        self.dirs.run(id)
+    }
+
+    /// The runtime's `--root`.
+    pub(crate) fn runtime_root(&self) -> PathBuf {
+        self.cfg.exec_root.join("runtime")
+    }
+
+    /// Runs `berth-runtime --root R <args>`; the error is the runtime's message.
+    pub(crate) async fn runtime(&self, args: &[&str], stdin: Option<Vec<u8>>) -> Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let mut cmd = tokio::process::Command::new(&self.cfg.runtime);
+        cmd.arg("--root").arg(self.runtime_root()).args(args);
+        cmd.stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            ContainerError::System(format!(
+                "cannot run the runtime {}: {e}",
+                self.cfg.runtime.display()
+            ))
+        })?;
+        if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+            let _ = w.write_all(&data).await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ContainerError::System(format!("the runtime failed: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            Err(ContainerError::System(if msg.is_empty() {
+                format!("the runtime failed with {}", out.status)
+            } else {
+                msg
+            }))
+        }
+    }
+
+    /// Whether a path is under the data root (a sanity check before removing trees).
+    pub(crate) fn owned(&self, p: &Path) -> bool {
+        p.starts_with(&self.cfg.data_root) || p.starts_with(&self.cfg.exec_root)
+    }
+}
