@@ -86,6 +86,9 @@ pub fn run(args: &[OsString]) -> i32 {
             Ok(())
         });
     }
+    // After the terminal hand-over above (which needs SIGTTOU ignored): the blocked set must not reach the
+    // program, or SIGTERM would never arrive.
+    crate::sys::reset_signals_in_child(&mut cmd);
     let child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {

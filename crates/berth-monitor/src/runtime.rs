@@ -38,6 +38,8 @@ impl<'a> Runtime<'a> {
             cmd.arg("--console-socket").arg(console);
         }
         cmd.arg(&self.config.id);
+        // The container's processes descend from this one.
+        crate::sys::reset_signals_in_child(&mut cmd);
         cmd
     }
 

@@ -700,11 +700,9 @@ impl Monitor {
         }
         match self.stdin {
             Stdin::Pipe(_) => self.stdin_close = true,
-            Stdin::Pty => {
-                // EOF on a terminal is ^D; the terminal stays for the output.
-                self.stdin_queue.push(0x04);
-                self.config.stdin_once = false;
-            }
+            // As dockerd: a terminal's input is never closed when a client goes (a detach, ctrl-p ctrl-q, must
+            // leave the shell running); only a pipe's is.
+            Stdin::Pty => {}
             Stdin::Closed => {}
         }
     }

@@ -295,3 +295,24 @@ mod tests {
         assert_eq!(rustix::io::read(&r, &mut buf), Err(Errno::AGAIN));
     }
 }
+
+/// Makes `cmd`'s child start with no blocked signal and every signal at its default disposition, whatever this
+/// process blocks (the monitor takes SIGCHLD on a signalfd, berth-init blocks everything) or inherited as ignored
+/// (a daemon started from a shell's background job ignores SIGINT and SIGQUIT): a container's processes must not
+/// inherit either.
+pub fn reset_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and calls only async-signal-safe functions
+    // (sigemptyset, sigprocmask, signal) with valid arguments; signal() on SIGKILL/SIGSTOP just fails.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in 1..libc::SIGRTMIN() {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

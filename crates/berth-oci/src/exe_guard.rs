@@ -178,6 +178,10 @@ impl Trampoline {
     pub fn exec(&self, path: &CString, argv: &[CString], envp: &[CString]) -> ExeGuardError {
         match self.prepare_exec(path, argv, envp) {
             Ok(prepared) => {
+                // Rust's runtime ignores SIGPIPE in this process; an ignored signal survives exec, and the
+                // container's program must start with the default (as under runc and crun).
+                // SAFETY: setting a disposition to SIG_DFL installs no handler code.
+                unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
                 let source = prepared.exec();
                 ExeGuardError::Exec {
                     path: path.to_string_lossy().into_owned(),

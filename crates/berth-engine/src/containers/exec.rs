@@ -64,6 +64,9 @@ pub struct ExecIo {
     pub output: Pin<Box<dyn AsyncRead + Send>>,
     /// Its stdin (None when not attached).
     pub input: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+    /// Becomes true once the exit code is recorded: the stream must not end before (a client inspects the exec
+    /// as soon as its stream ends).
+    pub exited: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for ExecIo {
@@ -237,15 +240,23 @@ impl ContainerService {
         std::fs::write(&pfile, pdata)
             .map_err(|e| ContainerError::System(format!("cannot write {}: {e}", pfile.display())))?;
         let mut cmd = tokio::process::Command::new(&self.cfg.runtime);
+        // The pid file exists once the process runs: without it, a failure is the runtime's (126, as dockerd).
+        let pid_file = run.join(format!("exec-{short}.pid"));
         cmd.arg("--root")
             .arg(self.runtime_root())
             .arg("exec")
             .arg("--process")
-            .arg(&pfile);
+            .arg(&pfile)
+            .arg("--pid-file")
+            .arg(&pid_file);
         let attach_in = x.config.attach_stdin.unwrap_or(false) && !detach;
         let attach_out =
             !detach && (x.config.attach_stdout.unwrap_or(false) || x.config.attach_stderr.unwrap_or(false));
-        let sock_path = run.join(format!("e-{short}.sock"));
+        // Short: a unix socket path must stay under 108 bytes.
+        let sock_dir = self.cfg.exec_root.join("x");
+        std::fs::create_dir_all(&sock_dir)
+            .map_err(|e| ContainerError::System(format!("cannot create {}: {e}", sock_dir.display())))?;
+        let sock_path = sock_dir.join(format!("{short}.sock"));
         let listener = if tty {
             let _ = std::fs::remove_file(&sock_path);
             let l = tokio::net::UnixListener::bind(&sock_path).map_err(|e| {
@@ -274,6 +285,7 @@ impl ContainerService {
             .map_err(|e| ContainerError::System(format!("cannot run the runtime: {e}")))?;
         x.state.lock().unwrap_or_else(PoisonError::into_inner).pid = child.id().map(i64::from).unwrap_or(0);
 
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let mut io = None;
         if let Some(l) = listener {
             let accepted = tokio::select! {
@@ -318,6 +330,7 @@ impl ContainerService {
                         Box::pin(tokio::fs::File::from_std(std::fs::File::from(wr)))
                             as Pin<Box<dyn AsyncWrite + Send>>
                     }),
+                    exited: done_rx.clone(),
                 });
             }
         } else if attach_out || attach_in {
@@ -343,6 +356,7 @@ impl ContainerService {
                     .stdin
                     .take()
                     .map(|s| Box::pin(s) as Pin<Box<dyn AsyncWrite + Send>>),
+                exited: done_rx.clone(),
             });
         }
         let rec2 = rec.clone();
@@ -367,18 +381,22 @@ impl ContainerService {
                 let _ = e.read_to_end(&mut err_text).await;
             }
             let status = child.wait().await;
+            let started = pid_file.exists();
             let code = match status {
-                Ok(s) => s.code().map(i64::from).unwrap_or(
-                    128 + i64::from(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)),
-                ),
+                Ok(s) if !s.success() && !started => 126,
+                Ok(s) => s.code().map(i64::from).unwrap_or_else(|| {
+                    128 + i64::from(std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9))
+                }),
                 Err(_) => 126,
             };
+            let _ = tokio::fs::remove_file(&pid_file).await;
             {
                 let mut st = x2.state.lock().unwrap_or_else(PoisonError::into_inner);
                 st.running = false;
                 st.exit_code = Some(code);
                 st.master = None;
             }
+            let _ = done_tx.send(true);
             let _ = tokio::fs::remove_file(svc.run_dir(&rec2.id).join(format!("exec-{}.json", &x2.id[..12])))
                 .await;
             if !err_text.is_empty() && code != 0 {

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard_stubs::models::{
-    ContainerPruneResponse, ContainerSummary, ContainerWaitExitError, ContainerWaitResponse,
-};
+use bollard_stubs::models::{ContainerPruneResponse, ContainerSummary, ContainerWaitResponse};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
@@ -309,7 +307,10 @@ impl ContainerService {
     /// Undoes a run: the runtime's container (if any is left), the root mount, volume mounts, the run dir.
     pub(crate) async fn cleanup_run(&self, rec: &Record) {
         let id = rec.id.clone();
-        let _ = self.runtime(&["delete", "--force", &id], None).await;
+        // The monitor deletes the runtime's container when it ends; only a monitor that died leaves one.
+        if self.runtime_root().join(&id).exists() {
+            let _ = self.runtime(&["delete", "--force", &id], None).await;
+        }
         let ly = self.layers(&id);
         let _ = tokio::task::spawn_blocking(move || ly.unmount()).await;
         for m in &rec.mounts {
@@ -378,13 +379,24 @@ impl ContainerService {
             return;
         }
         if self.should_restart(&snap, exit.exit_code) {
+            // docker's "restarting" state while the back-off runs (`ps` shows "Restarting (code) ...").
+            let snap = {
+                let mut r = e.rec();
+                r.state.status = Status::Restarting;
+                r.clone()
+            };
+            let _ = self.save(&snap);
             let svc = self.clone();
             let e = e.clone();
             let delay = Duration::from_millis(100 << snap.restart_count.clamp(0, 10));
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let _op = e.op.lock().await;
-                if e.snapshot().state.manually_stopped || e.tx.borrow().removed {
+                let now = e.snapshot();
+                if now.state.manually_stopped
+                    || now.state.status != Status::Restarting
+                    || e.tx.borrow().removed
+                {
                     return;
                 }
                 e.rec().restart_count += 1;
@@ -436,6 +448,18 @@ impl ContainerService {
         manual: bool,
     ) -> Result<bool> {
         let rec = e.snapshot();
+        if rec.state.status == Status::Restarting {
+            // Stopping a container between two runs cancels the restart.
+            let snap = {
+                let mut r = e.rec();
+                r.state.status = Status::Exited;
+                r.state.manually_stopped |= manual;
+                r.clone()
+            };
+            self.save(&snap)?;
+            self.event(&snap, "stop", &[]);
+            return Ok(true);
+        }
         if !rec.state.status.is_running() {
             return Ok(false);
         }
@@ -579,6 +603,15 @@ impl ContainerService {
             return Err(ContainerError::NotFound(name.to_string()));
         }
         let rec = e.snapshot();
+        if rec.state.status == Status::Restarting {
+            if !force {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            e.rec().state.manually_stopped = true;
+        }
         if rec.state.status.is_running() {
             if !force {
                 let what = if rec.state.status == Status::Paused {
@@ -660,12 +693,11 @@ impl ContainerService {
                 WaitCondition::Removed => rx.wait_for(|s| s.removed).await.map(|_| ()),
             };
             let snap: Snapshot = *e2.tx.borrow();
-            let rec = e2.snapshot();
+            // A start that failed is reported by the start call itself; the wait only carries the exit code
+            // (the docker CLI prints a wait error as a second failure).
             ContainerWaitResponse {
                 status_code: snap.exit_code,
-                error: (!rec.state.error.is_empty()).then(|| ContainerWaitExitError {
-                    message: Some(rec.state.error.clone()),
-                }),
+                error: None,
             }
         })
     }

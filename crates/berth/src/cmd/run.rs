@@ -231,12 +231,28 @@ pub struct ContainerFlags {
     /// Print usage.
     #[arg(long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// The image, then the command and its arguments: as docker's, flag parsing stops at the image, so that
+    /// `run bb sh -c 'echo $0'` gives `-c` to the command.
+    #[arg(
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl ContainerFlags {
     /// The image.
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
     /// The command and its arguments.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
 }
 
 /// `create`.
@@ -1209,10 +1225,13 @@ pub fn build(
         Some(_) => json!([""]),
         None => Value::Null,
     };
-    let cmd = if flags.command.is_empty() {
+    if flags.image().starts_with('-') {
+        return Err(format!("unknown flag: {}", flags.image()));
+    }
+    let cmd = if flags.command().is_empty() {
         Value::Null
     } else {
-        json!(flags.command)
+        json!(flags.command())
     };
     let mut body = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -1230,7 +1249,7 @@ pub fn build(
     put("Env", if env.is_empty() { Value::Null } else { json!(env) });
     put("Cmd", cmd);
     put("Entrypoint", entrypoint);
-    put("Image", json!(flags.image));
+    put("Image", json!(flags.image()));
     put("Labels", Value::Object(labels_map(flags, lookup)?));
     put("Volumes", Value::Object(volumes));
     put("WorkingDir", json!(flags.workdir.clone().unwrap_or_default()));
@@ -1250,7 +1269,7 @@ pub fn build(
         name: flags.name.clone(),
         platform: flags.platform.clone(),
         pull,
-        image: flags.image.clone(),
+        image: flags.image().to_string(),
     })
 }
 
@@ -1648,7 +1667,7 @@ mod tests {
 
     fn flags(image: &str) -> ContainerFlags {
         ContainerFlags {
-            image: image.to_string(),
+            image_and_command: vec![image.to_string()],
             pull: "missing".to_string(),
             ..Default::default()
         }
@@ -2031,7 +2050,7 @@ mod tests {
         f.network = Some("none".into());
         f.stop_timeout = Some(5);
         f.entrypoint = Some(String::new());
-        f.command = vec!["true".into()];
+        f.image_and_command.push("true".into());
         f.add_host = vec!["a:1.2.3.4".into()];
         f.dns = vec!["1.1.1.1".into()];
         f.name = Some("t1".into());

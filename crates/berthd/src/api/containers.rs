@@ -324,9 +324,12 @@ pub async fn exec_post(
             Ok(hijack(req, tty, st.shutdown.clone(), move |conn| async move {
                 let (client_rd, mut client_wr) = tokio::io::split(conn);
                 let mut output = io.output;
+                let mut exited = io.exited;
                 let mut out = tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut output, &mut client_wr).await;
                     let _ = client_wr.flush().await;
+                    // The client inspects the exec for its exit code as soon as the stream ends.
+                    let _ = exited.wait_for(|d| *d).await;
                     let _ = client_wr.shutdown().await;
                 });
                 match io.input {

@@ -45,7 +45,22 @@ pub async fn info(State(st): State<AppState>) -> impl IntoResponse {
 
 /// `GET /system/df`.
 pub async fn df(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(st.engine.images().disk_usage()?))
+    let mut usage = st.engine.images().disk_usage()?;
+    usage.containers = st
+        .engine
+        .containers()
+        .list(true, None, true, &berth_engine::filters::Filters::default())?
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    let volumes = st.engine.volumes().clone();
+    usage.volumes = tokio::task::spawn_blocking(move || volumes.disk_usage())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??
+        .into_iter()
+        .filter_map(|v| serde_json::to_value(v).ok())
+        .collect();
+    Ok(Json(usage))
 }
 
 fn parse_time(p: &Params, key: &str) -> Result<Option<i64>, ApiError> {

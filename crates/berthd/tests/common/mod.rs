@@ -30,6 +30,10 @@ pub struct Daemon {
     pub pidfile: PathBuf,
     pub data: PathBuf,
     pub log: PathBuf,
+    /// `--exec-root` (the runtime's state is under `runtime/`, monitors under `c/`).
+    pub exec_root: PathBuf,
+    /// `--cgroup-parent`: unique per daemon, so that leftovers are found and removed.
+    pub cgroup_parent: String,
 }
 
 /// Extra `berthd` arguments.
@@ -52,6 +56,8 @@ pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (Strin
     let pidfile = dir.path().join("berthd.pid");
     let data = dir.path().join("data");
     let log = dir.path().join("berthd.log");
+    let exec_root = dir.path().join("exec");
+    let cgroup_parent = format!("/{}", berth_test_support::ids::unique_id("berthd-test"));
     let config = dir.path().join("daemon.json");
     if !config.exists() {
         std::fs::write(&config, "{}").map_err(|e| (e.to_string(), None))?;
@@ -69,6 +75,12 @@ pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (Strin
     if !extra.contains(&"--data-root") {
         cmd.arg("--data-root").arg(&data);
     }
+    if !extra.contains(&"--exec-root") {
+        cmd.arg("--exec-root").arg(&exec_root);
+    }
+    if !extra.contains(&"--cgroup-parent") {
+        cmd.arg("--cgroup-parent").arg(&cgroup_parent);
+    }
     cmd.args(extra)
         .env("BERTHD_LOG", "debug")
         .stdin(Stdio::null())
@@ -82,6 +94,8 @@ pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (Strin
         pidfile,
         data,
         log,
+        exec_root,
+        cgroup_parent,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -214,8 +228,61 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// Starts a new daemon on the same directories (after [`Daemon::kill9`] or [`Daemon::terminate`]).
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        let mut cmd = Command::new(berthd_bin());
+        cmd.arg("--config-file")
+            .arg(self.dir.path().join("daemon.json"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--pidfile")
+            .arg(&self.pidfile)
+            .arg("--data-root")
+            .arg(&self.data)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .args(extra)
+            .env("BERTHD_LOG", "debug")
+            .stdin(Stdio::null());
+        let logf = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .expect("open the daemon log");
+        cmd.stdout(logf.try_clone().expect("dup the log")).stderr(logf);
+        self.child = Some(cmd.spawn().expect("start berthd"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.sock).is_err() {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                panic!("berthd did not restart ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not restart:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Removes every container through the API (a running daemon), then whatever a crashed daemon could leave:
+    /// runtime containers, monitors, mounts and cgroups under this daemon's directories.
+    fn sweep(&mut self) {
+        if self.child.is_some() && UnixStream::connect(&self.sock).is_ok() {
+            let (_, list) = self.json("GET", "/containers/json?all=1", b"");
+            for c in list.as_array().cloned().unwrap_or_default() {
+                if let Some(id) = c["Id"].as_str() {
+                    let _ = self.request("DELETE", &format!("/containers/{id}?force=1&v=1"), b"");
+                }
+            }
+        }
         if self.child.is_some()
             && self.terminate().is_none()
             && let Some(mut c) = self.child.take()
@@ -223,7 +290,157 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let runtime_root = self.exec_root.join("runtime");
+        if let Ok(rd) = std::fs::read_dir(&runtime_root) {
+            for e in rd.flatten() {
+                let _ = Command::new(berth_test_support::bins::runtime_bin())
+                    .arg("--root")
+                    .arg(&runtime_root)
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        // Monitors see their container die and exit; give them a moment, then kill any that remain.
+        let needle = self.exec_root.display().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = processes_with(&needle);
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                for pid in left {
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(mounts) = berth_test_support::cleanup::mounts_under(self.dir.path()) {
+            for m in mounts.iter().rev() {
+                let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+            }
+        }
+        remove_cgroups(&self.cgroup_parent);
     }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Removes a cgroup parent (and the containers' cgroups below it) in every hierarchy.
+pub fn remove_cgroups(parent: &str) {
+    let rel = parent.trim_start_matches('/');
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut roots: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for root in roots {
+        let dir = root.join(rel);
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for c in children.flatten() {
+                if c.path().is_dir() {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+/// Whether any cgroup directory of `parent` still exists.
+pub fn cgroups_left(parent: &str) -> Vec<PathBuf> {
+    let rel = parent.trim_start_matches('/');
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let dir = e.path().join(rel);
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            out.extend(children.flatten().map(|c| c.path()).filter(|p| p.is_dir()));
+        }
+    }
+    out
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.sweep();
+    }
+}
+
+/// Imports a busybox image (from the distribution's busybox-static) into the daemon as `name`, with the
+/// applets linked in /bin and a passwd/group file; returns the name.
+pub fn busybox_image(d: &Daemon, name: &str) -> String {
+    let rootfs = d
+        .dir
+        .path()
+        .join(format!("bb-rootfs-{}", name.replace([':', '/'], "_")));
+    let _ = std::fs::remove_dir_all(&rootfs);
+    for sub in ["bin", "etc", "tmp", "root", "home/user"] {
+        std::fs::create_dir_all(rootfs.join(sub)).expect("make the rootfs");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy /bin/busybox (busybox-static)");
+    let applets = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for a in String::from_utf8_lossy(&applets.stdout).lines() {
+        if a != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
+        }
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .expect("write passwd");
+    std::fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n",
+    )
+    .expect("write group");
+    let tar = rootfs.with_extension("tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success(), "tar failed");
+    let o = d.berth(&["import", &tar.display().to_string(), name]);
+    ok(&o);
+    let _ = std::fs::remove_dir_all(&rootfs);
+    let _ = std::fs::remove_file(&tar);
+    name.to_string()
 }
 
 /// Raw HTTP over a unix socket (chunked bodies decoded).

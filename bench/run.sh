@@ -1,0 +1,627 @@
+#!/usr/bin/env bash
+# Whole engines, side by side in one run: Berth (berthd + berth-monitor) beside docker and podman.
+#
+#   sudo bash bench/run.sh [--engines berth,docker,podman] [--runs 30] [--warmup 5] [--count 50]
+#                          [--large berth] [--large-count 1000] [--no-build]
+#
+# 1. Start-up: `<engine> run --rm --network none busybox:bench true`, all engines in one hyperfine invocation
+#    (--warmup runs, then --runs timed runs each), medians and the ratios Berth/docker and Berth/podman.
+# 2. Density: --count (default 50) detached containers per engine, `run -d --network none busybox:bench sleep 3600`
+#    one after the other from a shell loop as a user would. Reported: the wall time to start them all and per
+#    container (mean, median, p90, max), and the memory of the daemon plus the per-container processes, as sums of
+#    VmRSS (/proc/<pid>/status) and of Pss (/proc/<pid>/smaps_rollup), and per container:
+#      berth   berthd                  + one berth-monitor per container
+#      docker  dockerd + containerd    + one containerd-shim-runc-v2 per container
+#      podman  (no daemon)             + one conmon per container
+#    The containers' own `sleep` processes are not counted (the same for every engine). Then `<engine> ps` is timed
+#    with hyperfine while they all run, and they are removed (`rm -f`, timed).
+#    The engines in --large (default: berth; `none` for none; the BERTH_BENCH_LARGE environment variable sets the
+#    default) repeat this with --large-count (default 1000) containers running at once.
+# Every engine is private and left clean after its part (containers removed, daemon stopped, no mounts, no cgroups):
+#   berth   the release build (`cargo build --release --workspace`), a berthd started here with its own socket, data
+#           root, exec root, config file and cgroup parent under a temporary directory
+#   docker  Debian's dockerd (20.10, its own CLI /usr/bin/docker) with its own data root, exec root, socket and
+#           cgroup parent, on a private containerd (config, root, state, sockets in the temporary directory), no
+#           bridge, iptables or forwarding (as bench/daemon.sh); runc through containerd-shim-runc-v2
+#   podman  podman 4.3 with its own --root, --runroot and --tmpdir, overlay storage, crun, cgroupfs, file events, a
+#           private containers.conf (no default ulimits: CAP_SYS_RESOURCE is missing from this VM's bounding set)
+# The image is made offline from the distribution's static busybox (busybox-static): a rootfs tar imported into
+# every engine (`berth import`, `docker import`, `podman import`) as busybox:bench.
+# crun 1.8.1 refuses this VM's hybrid cgroup layout unless hugetlb is a v1 hierarchy: the script mounts it for the
+# run if podman is benchmarked and it is missing (disabling hugetlb in the cgroup2 root's subtree_control first if
+# something enabled it there), and undoes both at the end.
+#
+# Prints the results and writes them to bench/results/run-<date>.txt.
+set -euo pipefail
+
+root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh disable=SC1091 # followed with shellcheck -x
+source "$root_dir/scripts/lib.sh"
+
+engines=berth,docker,podman
+runs=30
+warmup=5
+count=50
+large=${BERTH_BENCH_LARGE:-berth}
+large_count=1000
+build=1
+while (($#)); do
+    case $1 in
+    --engines) engines=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --count) count=$2; shift 2 ;;
+    --large) large=$2; shift 2 ;;
+    --large-count) large_count=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) berth_die "unknown argument $1 (see --help)" ;;
+    esac
+done
+IFS=, read -r -a engine_list <<<"$engines"
+((${#engine_list[@]})) || berth_die "--engines names no engine"
+for e in "${engine_list[@]}"; do
+    case $e in berth | docker | podman) ;; *) berth_die "unknown engine $e (known: berth, docker, podman)" ;; esac
+done
+has_engine() { [[ ,$engines, == *,$1,* ]]; }
+is_large() { [[ ,$large, == *,$1,* ]]; }
+((runs >= 2 && count >= 1 && large_count >= 1)) || berth_die "--runs must be at least 2, the counts at least 1"
+
+berth_require_root bench/run.sh
+berth_ensure_packages "${BERTH_PACKAGES[@]}"
+bin=$(berth_target_dir release)
+if has_engine berth; then
+    if ((build)); then
+        berth_ensure_cargo
+        berth_log "building the workspace (release)"
+        (cd "$root_dir" && cargo build --release --workspace)
+    fi
+    for b in berthd berth berth-runtime berth-monitor berth-init; do
+        [[ -x $bin/$b ]] || berth_die "$bin/$b does not exist (build the release workspace)"
+    done
+fi
+
+# Short paths: unix socket paths (berth's <exec-root>/c/<64 hex>/m.sock) must stay under 108 bytes.
+work=$(mktemp -d /tmp/bb-run.XXXXXX)
+chmod 755 "$work"
+tag="bench-run-${work##*.}"
+tag=${tag,,}
+cg_parent="/$tag"
+image=busybox:bench
+export BERTH_CONFIG="$work/berth-config" DOCKER_CONFIG="$work/docker-config" CONTAINERS_CONF="$work/containers.conf"
+unset DOCKER_HOST DOCKER_CONTEXT BERTH_HOST CONTAINER_HOST
+mkdir -p "$DOCKER_CONFIG" # podman reads it too (registry credentials), and wants the file to exist
+echo '{}' >"$DOCKER_CONFIG/config.json"
+
+declare -A daemon_pid=()   # berthd, dockerd, containerd
+declare -A stopped=()      # engine -> 1 once its part is over and it was cleaned
+declare -A cleanup_note=() # engine -> what the cleanup check found
+mounted_hugetlb=0
+disabled_v2_hugetlb=0
+berth_cli=("$bin/berth" -H "unix://$work/berth.sock")
+docker_cli=(/usr/bin/docker -H "unix://$work/docker.sock")
+podman_cli=(podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp"
+    --storage-driver overlay --runtime crun --cgroup-manager cgroupfs --events-backend file)
+cli_of() {
+    case $1 in
+    berth) cli=("${berth_cli[@]}") ;;
+    docker) cli=("${docker_cli[@]}") ;;
+    podman) cli=("${podman_cli[@]}") ;;
+    esac
+}
+# Extra `run` flags: podman has no daemon-wide cgroup parent.
+run_flags_of() {
+    case $1 in
+    podman) run_flags=(--network none --cgroup-parent "$cg_parent-podman") ;;
+    *) run_flags=(--network none) ;;
+    esac
+}
+
+# --- processes, memory, mounts, cgroups ---------------------------------------------------------------------------
+
+# pids_of COMM NEEDLE: pids of the processes whose comm is COMM and whose command line contains NEEDLE.
+pids_of() {
+    local d comm args
+    for d in /proc/[0-9]*; do
+        read -r comm 2>/dev/null <"$d/comm" || continue
+        [[ $comm == "$1" ]] || continue
+        mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
+        [[ "${args[*]}" == *"$2"* ]] && echo "${d#/proc/}"
+    done
+    return 0
+}
+# per_container_pids ENGINE: the engine's per-container processes (monitors, shims, conmons), one pid a line.
+per_container_pids() {
+    case $1 in
+    berth) pids_of berth-monitor "$work/berth/exec" ;;
+    docker) pids_of containerd-shim "$work/docker/c.sock" ;;
+    podman) pids_of conmon "$work/podman/" ;;
+    esac
+}
+daemon_pids() {
+    case $1 in
+    berth) echo "${daemon_pid[berthd]:-}" ;;
+    docker) echo "${daemon_pid[dockerd]:-}" "${daemon_pid[containerd]:-}" ;;
+    podman) ;;
+    esac
+}
+# mem PID...: "<processes> <VmRSS sum kB> <Pss sum kB>" (processes that vanished meanwhile are not counted).
+mem() {
+    local p status=() rollup=()
+    for p in "$@"; do
+        [[ -n $p ]] || continue
+        status+=("/proc/$p/status")
+        rollup+=("/proc/$p/smaps_rollup")
+    done
+    if ((${#status[@]} == 0)); then
+        echo "0 0 0"
+        return
+    fi
+    paste -d' ' \
+        <(cat "${status[@]}" 2>/dev/null | awk '/^VmRSS:/ { n++; r += $2 } END { print n + 0, r + 0 }') \
+        <(cat "${rollup[@]}" 2>/dev/null | awk '/^Pss:/ { p += $2 } END { print p + 0 }')
+}
+# Processes still in the cgroups under a parent (any v1 hierarchy, e.g. pids).
+cgroup_procs() {
+    local dir=/sys/fs/cgroup/pids$1
+    [[ -d $dir ]] || return 0
+    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+}
+remove_cgroups() {
+    local h
+    for h in /sys/fs/cgroup/*/; do
+        [[ -d $h${1#/} ]] && find "$h${1#/}" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    return 0
+}
+cgroups_left() {
+    local h
+    for h in /sys/fs/cgroup/*/; do [[ -d $h${1#/} ]] && echo "$h${1#/}"; done
+    return 0
+}
+mounts_under() { findmnt -rn -o TARGET | grep -F "$1" | sort -r || true; }
+wait_for() { # wait_for SECONDS CMD...: retries CMD every 0.1 s
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < end)) || return 1
+        sleep 0.1
+    done
+}
+# stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS (pids this script started).
+stop_pid() {
+    local p=$1 t=$2 end
+    [[ -n $p ]] && kill -0 "$p" 2>/dev/null || return 0
+    kill "$p" 2>/dev/null || true
+    end=$((SECONDS + t))
+    while kill -0 "$p" 2>/dev/null && ((SECONDS < end)); do sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+    wait "$p" 2>/dev/null || true
+}
+
+# --- starting and stopping the engines ---------------------------------------------------------------------------
+
+start_berth() {
+    mkdir -p "$work/berth"
+    echo '{}' >"$work/berth/daemon.json"
+    "$bin/berthd" --config-file "$work/berth/daemon.json" -H "unix://$work/berth.sock" \
+        --data-root "$work/berth/data" --exec-root "$work/berth/exec" --pidfile "$work/berth/berthd.pid" \
+        --cgroup-parent "$cg_parent-berth" </dev/null >"$work/berth/berthd.log" 2>&1 &
+    daemon_pid[berthd]=$!
+    wait_for 20 "${berth_cli[@]}" version || berth_die "berthd did not start: $(tail -20 "$work/berth/berthd.log")"
+}
+start_docker() {
+    local d=$work/docker
+    mkdir -p "$d/ctd"
+    cat >"$d/containerd.toml" <<EOF
+version = 2
+root = "$d/ctd/root"
+state = "$d/ctd/state"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+[grpc]
+  address = "$d/c.sock"
+[ttrpc]
+  address = "$d/c.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/ctd/opt"
+EOF
+    containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
+    daemon_pid[containerd]=$!
+    wait_for 20 test -S "$d/c.sock" || berth_die "containerd did not start: $(tail -20 "$d/containerd.log")"
+    echo "{\"deprecated-key-path\": \"$d/key.json\"}" >"$d/daemon.json"
+    dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
+        --pidfile "$d/docker.pid" -H "unix://$work/docker.sock" --containerd "$d/c.sock" \
+        --containerd-namespace "$tag" --containerd-plugins-namespace "$tag-plugins" \
+        --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+        --userland-proxy=false --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
+        --cgroup-parent "$cg_parent-docker" </dev/null >"$d/dockerd.log" 2>&1 &
+    daemon_pid[dockerd]=$!
+    wait_for 30 "${docker_cli[@]}" version || berth_die "dockerd did not start: $(tail -20 "$d/dockerd.log")"
+}
+start_podman() {
+    local d=$work/podman
+    mkdir -p "$d/tmp" "$d/net"
+    cat >"$CONTAINERS_CONF" <<EOF
+[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "crun"
+events_logger = "file"
+events_logfile_path = "$d/events.log"
+tmp_dir = "$d/tmp"
+volume_path = "$d/root/volumes"
+[network]
+network_config_dir = "$d/net"
+EOF
+    "${podman_cli[@]}" info >/dev/null 2>"$d/err" || berth_die "podman does not work here: $(cat "$d/err")"
+}
+
+# remove_all ENGINE: removes every container of the engine (prints the seconds it took).
+remove_all() {
+    local e=$1 t0 ids
+    local cli
+    cli_of "$e"
+    t0=$EPOCHREALTIME
+    ids=$(timeout 300 "${cli[@]}" ps -aq 2>/dev/null || true)
+    if [[ -n $ids ]]; then
+        case $e in
+        podman) xargs -r -n 100 timeout 600 "${cli[@]}" rm -f -t 0 <<<"$ids" >/dev/null 2>>"$work/$e-rm.err" || true ;;
+        *) xargs -r -n 100 timeout 600 "${cli[@]}" rm -f <<<"$ids" >/dev/null 2>>"$work/$e-rm.err" || true ;;
+        esac
+    fi
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# stop_engine ENGINE: containers removed, daemon stopped, then the check: what was left (processes, mounts, cgroups,
+# runtime state) is noted in cleanup_note[ENGINE] and removed by force.
+stop_engine() {
+    local e=$1 left=() m p
+    [[ -n ${stopped[$e]:-} ]] && return 0
+    stopped[$e]=1
+    local cli
+    cli_of "$e"
+    if [[ $e != podman ]] && [[ -z $(daemon_pids "$e" | tr -d ' ') ]]; then
+        cleanup_note[$e]="not started"
+        return 0
+    fi
+    [[ $e == podman && ! -f $CONTAINERS_CONF ]] && { cleanup_note[$e]="not started"; return 0; }
+    remove_all "$e" >/dev/null
+    local n
+    n=$(timeout 120 "${cli[@]}" ps -aq 2>/dev/null | wc -l || true)
+    ((n == 0)) || left+=("$n containers still listed after rm -f")
+    case $e in
+    berth) stop_pid "${daemon_pid[berthd]}" 30 ;;
+    docker)
+        stop_pid "${daemon_pid[dockerd]}" 30
+        stop_pid "${daemon_pid[containerd]}" 30
+        ;;
+    podman) ;;
+    esac
+    # The per-container processes exit with their containers; give them a moment.
+    wait_for 15 test -z "$(per_container_pids "$e")" || true
+    mapfile -t m < <(per_container_pids "$e")
+    if ((${#m[@]})); then
+        left+=("${#m[@]} per-container processes (killed)")
+        for p in "${m[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    fi
+    mapfile -t m < <(cgroup_procs "$cg_parent-$e")
+    if ((${#m[@]})); then
+        left+=("${#m[@]} processes in $cg_parent-$e (killed)")
+        for p in "${m[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+        sleep 0.5
+    fi
+    if [[ $e == berth ]]; then
+        # berth-runtime state of containers that outlived everything.
+        for m in "$work/berth/exec/runtime"/*/; do
+            [[ -d $m ]] || continue
+            left+=("runtime state ${m%/}")
+            "$bin/berth-runtime" --root "$work/berth/exec/runtime" delete --force "$(basename "$m")" >/dev/null 2>&1 || true
+        done
+    fi
+    if [[ $e == podman ]]; then
+        # containers/storage keeps its overlay directory bind-mounted on itself; `system reset` undoes that.
+        timeout 120 "${cli[@]}" system reset -f >/dev/null 2>&1 || true
+    fi
+    mapfile -t m < <(mounts_under "$work/$e")
+    if ((${#m[@]})); then
+        left+=("${#m[@]} mounts under $work/$e (unmounted): ${m[*]:0:3}")
+        for p in "${m[@]}"; do umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true; done
+    fi
+    remove_cgroups "$cg_parent-$e"
+    mapfile -t m < <(cgroups_left "$cg_parent-$e")
+    ((${#m[@]} == 0)) || left+=("cgroups left: ${m[*]}")
+    if [[ $e == docker && -d /run/containerd/runc/$tag ]]; then
+        rmdir "/run/containerd/runc/$tag" 2>/dev/null || left+=("/run/containerd/runc/$tag is not empty")
+    fi
+    if ((${#left[@]})); then
+        cleanup_note[$e]="left behind: $(IFS=';'; echo "${left[*]}")"
+    else
+        cleanup_note[$e]="clean (no container, daemon, per-container process, mount or cgroup left)"
+    fi
+    berth_log "$e stopped: ${cleanup_note[$e]}"
+}
+
+cleanup() {
+    local e
+    for e in "${engine_list[@]}"; do stop_engine "$e" || true; done
+    local m
+    mapfile -t m < <(mounts_under "$work")
+    for e in "${m[@]}"; do umount "$e" 2>/dev/null || umount -l "$e" 2>/dev/null || true; done
+    rm -rf "$work"
+    if ((mounted_hugetlb)); then
+        # Other programs may have made cgroups in the hierarchy meanwhile (every engine makes one per v1 hierarchy).
+        # Those whose owner already removed its twin in the pids hierarchy are orphans: removed. If any other
+        # remains, the hierarchy stays mounted (unmounting it would orphan them).
+        local d rest
+        for d in "$hugetlb"/*/; do
+            [[ -d $d && ! -d /sys/fs/cgroup/pids/$(basename "$d") ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+        rest=$(find "$hugetlb" -mindepth 1 -maxdepth 1 -type d | tr '\n' ' ')
+        if [[ -n $rest ]]; then
+            echo "warning: $hugetlb stays mounted: other programs' cgroups are in it: $rest" >&2
+            disabled_v2_hugetlb=0
+        else
+            umount "$hugetlb" && rmdir "$hugetlb" || echo "warning: could not unmount $hugetlb" >&2
+        fi
+    fi
+    if ((disabled_v2_hugetlb)); then
+        # hugetlb returns to cgroup2 when the v1 hierarchy dies, which waits for every mount namespace that copied
+        # the mount meanwhile (containers started during the run) to go away.
+        for _ in $(seq 30); do echo +hugetlb 2>/dev/null >"$unified/cgroup.subtree_control" && break; sleep 0.1; done
+        grep -qw hugetlb "$unified/cgroup.subtree_control" ||
+            echo "warning: hugetlb is not enabled again in $unified/cgroup.subtree_control: its v1 hierarchy is" \
+                "still alive (held by a mount namespace made during the run); when it dies, run" \
+                "'echo +hugetlb > $unified/cgroup.subtree_control' to restore the state found at start" >&2
+    fi
+}
+trap cleanup EXIT
+
+# --- set-up ------------------------------------------------------------------------------------------------------
+
+# crun and hybrid cgroups (see the header). The v1 mount fails with EBUSY while hugetlb is enabled in the unified
+# root's cgroup.subtree_control (something on the machine may have written +hugetlb there): then it is disabled there
+# for the run (it works only when no cgroup below enables it further) and enabled again at exit.
+hugetlb=/sys/fs/cgroup/hugetlb unified=/sys/fs/cgroup/unified
+mount_hugetlb() {
+    mkdir -p "$hugetlb"
+    mount -t cgroup -o hugetlb cgroup "$hugetlb" 2>"$work/err" && return 0
+    rmdir "$hugetlb" 2>/dev/null || true
+    return 1
+}
+if has_engine podman && [[ -d $unified ]] &&
+    ! findmnt -rn -t cgroup -o OPTIONS | tr ',' '\n' | grep -qx hugetlb; then
+    berth_log "mounting the hugetlb cgroup v1 hierarchy at $hugetlb (crun 1.8.1 needs it on this hybrid layout);" \
+        "it is unmounted at exit"
+    if mount_hugetlb; then
+        mounted_hugetlb=1
+    elif grep -qw hugetlb "$unified/cgroup.subtree_control" 2>/dev/null &&
+        echo -hugetlb 2>/dev/null >"$unified/cgroup.subtree_control"; then
+        disabled_v2_hugetlb=1
+        berth_log "hugetlb was enabled in $unified/cgroup.subtree_control; disabled for the run, enabled again at exit"
+        for _ in $(seq 50); do mount_hugetlb && { mounted_hugetlb=1; break; }; sleep 0.1; done
+    fi
+    ((mounted_hugetlb)) ||
+        echo "warning: could not mount hugetlb ($(cat "$work/err")); crun may refuse to run (the check below will tell)" >&2
+fi
+
+rootfs="$(berth_cache_dir)/bundles/busybox/rootfs"
+berth_busybox_rootfs "$rootfs"
+tar -C "$rootfs" --exclude=./.berth-rootfs -cf "$work/busybox.tar" .
+
+for e in "${engine_list[@]}"; do
+    berth_log "starting $e"
+    "start_$e"
+    cli_of "$e"
+    "${cli[@]}" import "$work/busybox.tar" "$image" >/dev/null 2>"$work/err" ||
+        berth_die "$e import failed: $(cat "$work/err")"
+    # Before timing: the engine runs the image on network none (only lo) and --rm leaves nothing behind.
+    run_flags_of "$e"
+    # shellcheck disable=SC2016 # $(...) is for the container's shell
+    got=$("${cli[@]}" run --rm "${run_flags[@]}" "$image" sh -c 'echo ok $(cat /proc/net/dev | wc -l)' \
+        </dev/null 2>"$work/err") || berth_die "$e run failed: $(cat "$work/err")"
+    [[ $got == "ok 3" ]] || berth_die "$e ran the image wrongly: expected 'ok 3' (only lo), got '$got'"
+    "${cli[@]}" run --rm "${run_flags[@]}" "$image" true </dev/null || berth_die "$e run of true failed"
+    [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e run --rm left a container behind"
+    berth_log "$e runs $image correctly"
+done
+
+version_of() {
+    case $1 in
+    berth) "$bin/berthd" --version 2>/dev/null | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
+    docker) dockerd --version | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
+    podman) podman --version | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
+    esac
+}
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 1. start-up ---------------------------------------------------------------------------------------------------
+
+args=()
+for e in "${engine_list[@]}"; do
+    cli_of "$e"
+    run_flags_of "$e"
+    args+=(-n "$e" "${cli[*]} run --rm ${run_flags[*]} $image true")
+done
+berth_log "timing: run --rm --network none $image true"
+hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$work/run.json" "${args[@]}" </dev/null
+declare -A med=() mean=() sd=()
+for e in "${engine_list[@]}"; do
+    read -r "med[$e]" "mean[$e]" "sd[$e]" < <(jq -r --arg n "$e" \
+        '.results[] | select(.command == $n) | "\(.median * 1000) \(.mean * 1000) \(.stddev * 1000)"' "$work/run.json")
+    cli_of "$e"
+    [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e: run --rm left containers behind during the timing"
+done
+
+# --- 2. density ----------------------------------------------------------------------------------------------------
+
+declare -A res=() # "<engine>,<n>,<field>"
+
+# density ENGINE N: starts N detached sleep containers, measures, times ps, removes them.
+density() {
+    local e=$1 n=$2 i t0 t1 start end started=0 failure="" k dp rc
+    local cli run_flags
+    cli_of "$e"
+    run_flags_of "$e"
+    berth_log "$e: starting $n detached containers"
+    read -r -a dp <<<"$(daemon_pids "$e")"
+    read -r _ "res[$e,$n,d0_rss]" "res[$e,$n,d0_pss]" < <(mem "${dp[@]}")
+    : >"$work/$e-$n.times"
+    start=$EPOCHREALTIME
+    for ((i = 1; i <= n; i++)); do
+        t0=$EPOCHREALTIME
+        rc=0
+        timeout 120 "${cli[@]}" run -d "${run_flags[@]}" "$image" sleep 3600 </dev/null >/dev/null 2>"$work/err" ||
+            rc=$?
+        if ((rc)); then
+            failure="container $i of $n failed to start (exit $rc$( ((rc == 124)) && echo ", timed out after 120 s")):"
+            failure+=" $(tr '\n' ' ' <"$work/err")"
+            break
+        fi
+        t1=$EPOCHREALTIME
+        echo "$t0 $t1" >>"$work/$e-$n.times"
+        started=$i
+        ((i % 100 == 0)) && berth_log "$e: $i containers started"
+    done
+    end=$EPOCHREALTIME
+    res[$e,$n,started]=$started
+    res[$e,$n,failure]=$failure
+    if [[ -n $failure ]]; then
+        berth_log "$e: $failure"
+        case $e in berth) res[$e,$n,log]=$(tail -n 15 "$work/berth/berthd.log") ;; docker) res[$e,$n,log]=$(tail -n 15 "$work/docker/dockerd.log") ;; esac
+    fi
+    res[$e,$n,wall]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+    # Per-container start times (ms): mean, median, p90, max, and the mean of the first and of the last 10%.
+    awk '{ printf "%.3f\n", ($2 - $1) * 1000 }' "$work/$e-$n.times" >"$work/$e-$n.ms"
+    if [[ -s $work/$e-$n.ms ]]; then
+        read -r "res[$e,$n,first]" "res[$e,$n,last]" "res[$e,$n,mean]" < <(awk '
+            { t[NR] = $1; s += $1 }
+            END {
+                k = int(NR / 10); if (k < 1) k = 1
+                for (i = 1; i <= k; i++) { f += t[i]; l += t[NR - k + i] }
+                printf "%.1f %.1f %.1f\n", f / k, l / k, s / NR
+            }' "$work/$e-$n.ms")
+        read -r "res[$e,$n,median]" "res[$e,$n,p90]" "res[$e,$n,max]" < <(sort -n "$work/$e-$n.ms" | awk '
+            { t[NR] = $1 }
+            END { p = int(NR * 0.9 + 0.5); if (p < 1) p = 1; printf "%.1f %.1f %.1f\n", t[int((NR + 1) / 2)], t[p], t[NR] }')
+    fi
+    sleep 2
+    res[$e,$n,running]=$(timeout 120 "${cli[@]}" ps -q 2>/dev/null | wc -l)
+    res[$e,$n,in_cgroups]=$(cgroup_procs "$cg_parent-$e" | wc -l)
+    read -r _ "res[$e,$n,d_rss]" "res[$e,$n,d_pss]" < <(mem "${dp[@]}")
+    mapfile -t k < <(per_container_pids "$e")
+    read -r "res[$e,$n,procs]" "res[$e,$n,p_rss]" "res[$e,$n,p_pss]" < <(mem "${k[@]}")
+    berth_log "$e: $started started in ${res[$e,$n,wall]} s; ${res[$e,$n,running]} running; per-container" \
+        "processes ${res[$e,$n,procs]} (RSS ${res[$e,$n,p_rss]} kB, PSS ${res[$e,$n,p_pss]} kB)"
+    if hyperfine -N --warmup 3 --runs 20 --export-json "$work/$e-$n-ps.json" -n "$e ps" "${cli[*]} ps" </dev/null \
+        >"$work/$e-$n-ps.out" 2>&1; then
+        res[$e,$n,ps]=$(jq -r '.results[0].median * 1000 | . * 10 | round / 10' "$work/$e-$n-ps.json")
+    else
+        res[$e,$n,ps]=failed
+        berth_log "$e ps failed under hyperfine: $(tail -5 "$work/$e-$n-ps.out")"
+    fi
+    berth_log "$e: ps median ${res[$e,$n,ps]} ms; removing the containers"
+    res[$e,$n,rm]=$(remove_all "$e")
+    res[$e,$n,left]=$(timeout 120 "${cli[@]}" ps -aq 2>/dev/null | wc -l)
+    [[ ${res[$e,$n,left]} == 0 ]] || berth_log "$e: ${res[$e,$n,left]} containers left after rm -f"
+}
+
+for e in "${engine_list[@]}"; do
+    density "$e" "$count"
+    if is_large "$e" && ((large_count != count)); then density "$e" "$large_count"; fi
+    stop_engine "$e"
+done
+
+# --- results -------------------------------------------------------------------------------------------------------
+
+ms() { awk -v v="$1" 'BEGIN { printf "%.1f ms", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+per() { awk -v k="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f MB", k / n / 1024; else print "-" }'; }
+per_kb() { awk -v k="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f kB", k / n; else print "-" }'; }
+proc_name() { case $1 in berth) echo berth-monitor ;; docker) echo containerd-shim-runc-v2 ;; podman) echo conmon ;; esac; }
+daemon_name() { case $1 in berth) echo berthd ;; docker) echo "dockerd + containerd" ;; podman) echo "(none)" ;; esac; }
+
+stamp=$(date -u +%Y-%m-%dT%H%MZ)
+mkdir -p "$root_dir/bench/results"
+out="$root_dir/bench/results/run-$stamp.txt"
+{
+    echo "### Whole engines: run --rm, and detached containers at scale, $(date -u +%Y-%m-%d)"
+    echo
+    echo "Kernel \`$(uname -r)\`, $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)" \
+        "RAM; load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg) (\`bench/run.sh\`)."
+    echo "Versions: $(for e in "${engine_list[@]}"; do printf '%s %s; ' "$e" "$(version_of "$e")"; done)docker" \
+        "uses runc $(runc --version | awk 'NR == 1 { print $3 }'), podman crun $(crun --version | awk 'NR == 1 { print $3 }')."
+    echo
+    echo "#### \`run --rm --network none $image true\` (hyperfine, $warmup warm-up runs, $runs runs)"
+    echo
+    echo "| engine | median | mean ± sd |"
+    echo "|---|---|---|"
+    for e in "${engine_list[@]}"; do
+        echo "| $e | $(ms "${med[$e]}") | $(ms "${mean[$e]}") ± $(ms "${sd[$e]}") |"
+    done
+    if has_engine berth; then
+        for ref in docker podman; do
+            has_engine "$ref" || continue
+            echo "| **berth / $ref** | **$(ratio "${med[berth]}" "${med[$ref]}")** | |"
+        done
+    fi
+    echo
+    echo "#### Detached containers: \`run -d --network none $image sleep 3600\`, one after the other"
+    echo
+    echo "Start times are per \`run -d\` command (ms). Memory: VmRSS and Pss sums of the daemon and of the" \
+        "per-container processes, read 2 s after the last start; the containers' own sleep processes are not counted."
+    echo
+    echo "| engine | N | started | running | wall, all | per container mean / median / p90 / max | first 10% / last 10% | \`ps\` median | rm -f all |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for e in "${engine_list[@]}"; do
+        for n in "$count" "$large_count"; do
+            [[ -n ${res[$e,$n,started]:-} ]] || continue
+            echo "| $e | $n | ${res[$e,$n,started]} | ${res[$e,$n,running]} | ${res[$e,$n,wall]} s" \
+                "| ${res[$e,$n,mean]} / ${res[$e,$n,median]} / ${res[$e,$n,p90]} / ${res[$e,$n,max]}" \
+                "| ${res[$e,$n,first]} / ${res[$e,$n,last]} | ${res[$e,$n,ps]} ms | ${res[$e,$n,rm]} s |"
+        done
+    done
+    echo
+    echo "| engine | N | daemon | daemon RSS / PSS (before → after) | per-container process | count | RSS / PSS sum | RSS / PSS per container | (daemon + processes) / N, RSS / PSS |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for e in "${engine_list[@]}"; do
+        for n in "$count" "$large_count"; do
+            [[ -n ${res[$e,$n,started]:-} ]] || continue
+            pn=${res[$e,$n,procs]}
+            echo "| $e | $n | $(daemon_name "$e")" \
+                "| $(mb "${res[$e,$n,d0_rss]}") / $(mb "${res[$e,$n,d0_pss]}") → $(mb "${res[$e,$n,d_rss]}") / $(mb "${res[$e,$n,d_pss]}")" \
+                "| $(proc_name "$e") | $pn | $(mb "${res[$e,$n,p_rss]}") / $(mb "${res[$e,$n,p_pss]}")" \
+                "| $(per_kb "${res[$e,$n,p_rss]}" "$pn") / $(per_kb "${res[$e,$n,p_pss]}" "$pn")" \
+                "| $(per $((res[$e,$n,d_rss] + res[$e,$n,p_rss])) "${res[$e,$n,running]}") / $(per $((res[$e,$n,d_pss] + res[$e,$n,p_pss])) "${res[$e,$n,running]}") |"
+        done
+    done
+    for e in "${engine_list[@]}"; do
+        for n in "$count" "$large_count"; do
+            [[ -n ${res[$e,$n,failure]:-} ]] || continue
+            echo
+            echo "**$e at $n failed**: ${res[$e,$n,failure]}"
+            # shellcheck disable=SC2016 # markdown code fences, not expansions
+            [[ -z ${res[$e,$n,log]:-} ]] || printf '\n```\n%s\n```\n' "${res[$e,$n,log]}"
+        done
+    done
+    echo
+    echo "Processes in the engine's cgroup parent after the starts (containers, plus conmon for podman): $(for e in "${engine_list[@]}"; do
+        for n in "$count" "$large_count"; do
+            [[ -n ${res[$e,$n,in_cgroups]:-} ]] && printf '%s@%s %s; ' "$e" "$n" "${res[$e,$n,in_cgroups]}"
+        done
+    done)"
+    echo "Clean-up after each engine: $(for e in "${engine_list[@]}"; do printf '%s: %s; ' "$e" "${cleanup_note[$e]:-?}"; done)"
+    echo "Not benchmarked at $large_count: $(for e in "${engine_list[@]}"; do is_large "$e" || printf '%s ' "$e"; done)(--large)."
+} >"$out"
+echo
+cat "$out"
+berth_log "written to ${out#"$root_dir"/}"
