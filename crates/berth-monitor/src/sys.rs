@@ -243,6 +243,27 @@ pub fn raw(fd: &impl AsFd) -> i32 {
     fd.as_fd().as_raw_fd()
 }
 
+/// Makes `cmd`'s child start with no blocked signal and every signal at its default disposition, whatever this
+/// process blocks (the monitor takes SIGCHLD on a signalfd, berth-init blocks everything) or inherited as ignored
+/// (a daemon started from a shell's background job ignores SIGINT and SIGQUIT): a container's processes must not
+/// inherit either.
+pub fn reset_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and calls only async-signal-safe functions
+    // (sigemptyset, sigprocmask, signal) with valid arguments; signal() on SIGKILL/SIGSTOP just fails.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in 1..libc::SIGRTMIN() {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,26 +314,5 @@ mod tests {
         set_nonblocking(&r).unwrap();
         let mut buf = [0u8; 4];
         assert_eq!(rustix::io::read(&r, &mut buf), Err(Errno::AGAIN));
-    }
-}
-
-/// Makes `cmd`'s child start with no blocked signal and every signal at its default disposition, whatever this
-/// process blocks (the monitor takes SIGCHLD on a signalfd, berth-init blocks everything) or inherited as ignored
-/// (a daemon started from a shell's background job ignores SIGINT and SIGQUIT): a container's processes must not
-/// inherit either.
-pub fn reset_signals_in_child(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt as _;
-    // SAFETY: the closure runs in the child between fork and exec and calls only async-signal-safe functions
-    // (sigemptyset, sigprocmask, signal) with valid arguments; signal() on SIGKILL/SIGSTOP just fails.
-    unsafe {
-        cmd.pre_exec(|| {
-            for signal in 1..libc::SIGRTMIN() {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(set.as_mut_ptr());
-            libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
-            Ok(())
-        });
     }
 }
