@@ -19,6 +19,7 @@ BERTH_PACKAGES=(
     podman         # tests/peers.rs: podman --runtime berth-runtime (pulls conmon, containers-common)
     docker.io      # tests/peers.rs: dockerd --add-runtime berth=berth-runtime
     jq
+    python3-venv # crates/berthd/tests/docker_py.rs: docker-py and pytest from PyPI in a virtualenv
     iproute2
     util-linux
     procps

@@ -243,7 +243,8 @@ pub fn info(i: InfoInputs) -> SystemInfo {
             error: Some(String::new()),
             ..Default::default()
         }),
-        live_restore_enabled: Some(false),
+        // Containers outlive the daemon (their monitors do), always.
+        live_restore_enabled: Some(true),
         security_options: Some(vec!["name=seccomp,profile=builtin".to_string()]),
         warnings: Some(vec![]),
         ..Default::default()

@@ -304,6 +304,10 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
+    // As the docker CLI (and any Unix filter): `berth inspect x | head` ends quietly when the reader goes away,
+    // instead of the panic a write to an ignored-SIGPIPE closed pipe causes in `println!`.
+    // SAFETY: restoring the default disposition installs no handler code; nothing else runs yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {

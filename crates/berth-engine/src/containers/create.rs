@@ -29,7 +29,24 @@ impl ContainerService {
                 "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
-        let (config, host) = split_body(body)?;
+        let (config, mut host) = split_body(body)?;
+        // dockerd records the daemon's default log driver when the request names none.
+        if host
+            .log_config
+            .as_ref()
+            .and_then(|l| l.typ.as_deref())
+            .is_none_or(str::is_empty)
+        {
+            let opts = host
+                .log_config
+                .as_ref()
+                .and_then(|l| l.config.clone())
+                .unwrap_or_default();
+            host.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(opts),
+            });
+        }
         let image_name = config.image.clone().unwrap_or_default();
         if image_name.is_empty() {
             return Err(ContainerError::Invalid("No image specified".into()));

@@ -180,6 +180,25 @@ impl ContainerService {
         })
     }
 
+    /// What `POST /exec/{id}/start` checks before it answers: the exec exists and has not run, its container
+    /// runs. Returns whether the exec has a tty.
+    pub fn exec_check(&self, id: &str) -> Result<bool> {
+        let x = self.execs.get(id)?;
+        if x.state.lock().unwrap_or_else(PoisonError::into_inner).started {
+            return Err(ContainerError::Conflict(format!(
+                "Exec command {id} has already run"
+            )));
+        }
+        let rec = self.get(&x.container)?;
+        if rec.state.status != Status::Running {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(x.config.tty.unwrap_or(false))
+    }
+
     /// `POST /exec/{id}/resize`.
     pub fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
         let x = self.execs.get(id)?;

@@ -157,6 +157,7 @@ impl ContainerService {
                 .await
                 .map_err(|err| ContainerError::System(err.to_string()))??
         };
+        tracing::debug!(container = %id, "root mounted");
         let mounts = self.resolve_mounts(rec, &merged)?;
         let ns = |mode: &str, kind: &str| -> Result<NsMode> {
             if mode == "host" {
@@ -226,7 +227,9 @@ impl ContainerService {
             log_max_files: log.max_files.max(1),
             cgroups_path,
         };
+        tracing::debug!(container = %id, "bundle written");
         let spawned = monitor::spawn(&self.cfg.monitor, &run, &mspec).await?;
+        tracing::debug!(container = %id, pid = spawned.pid, "created by the monitor");
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *e
                 .pending
@@ -243,6 +246,7 @@ impl ContainerService {
             let _ = tokio::time::timeout(Duration::from_secs(10), monitor::wait(&run)).await;
             return Err(err.into());
         }
+        tracing::debug!(container = %id, "started");
         for m in &rec.mounts {
             if let Some(n) = &m.name {
                 self.events.publish(crate::volumes::VolumeService::mount_event(
@@ -639,11 +643,13 @@ impl ContainerService {
                 )));
             }
         }
-        {
+        let rec = {
             let mut r = e.rec();
             r.state.status = Status::Removing;
-        }
-        let rec = e.snapshot();
+            r.clone()
+        };
+        // Recorded first: a daemon that dies from here on finishes the removal when it starts again.
+        self.save(&rec)?;
         self.cleanup_run(&rec).await;
         let ly = self.layers(&rec.id);
         tokio::task::spawn_blocking(move || ly.remove())

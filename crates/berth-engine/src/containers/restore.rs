@@ -130,10 +130,10 @@ impl ContainerService {
                 .and_then(|p| p.name)
                 .map(|n| n.to_string())
                 .unwrap_or_default();
+            // As dockerd: `always` comes back with the daemon even after a manual stop; `unless-stopped` not.
             if !r.state.status.is_running()
                 && r.has_been_started
-                && !r.state.manually_stopped
-                && (policy == "always" || policy == "unless-stopped")
+                && (policy == "always" || (policy == "unless-stopped" && !r.state.manually_stopped))
             {
                 to_restart.push(e.clone());
             }

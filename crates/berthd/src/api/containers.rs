@@ -314,15 +314,33 @@ pub async fn exec_post(
             };
             let detach_keys = s.exec_inspect(&id)?.detach_keys.unwrap_or_default();
             let keys = hijack::parse_detach_keys(&detach_keys)?;
-            let io = s.exec_start(&id, start.detach).await?;
-            let Some(io) = io else {
+            if start.detach {
+                s.exec_start(&id, true).await?;
                 return Ok(StatusCode::OK.into_response());
-            };
+            }
+            let tty = s.exec_check(&id)?;
             let mut req = Request::from_parts(parts, Body::empty());
             *req.headers_mut() = headers;
-            let tty = io.tty;
+            // As dockerd, the process starts once the connection is the client's: output written before the
+            // 101 answer could be read ahead by a client's HTTP parser and lost.
             Ok(hijack(req, tty, st.shutdown.clone(), move |conn| async move {
                 let (client_rd, mut client_wr) = tokio::io::split(conn);
+                let io = match s.exec_start(&id, false).await {
+                    Ok(Some(io)) => io,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let msg = format!("{}\n", super::error::chain(&e));
+                        let mut out = Vec::new();
+                        if !tty {
+                            out.extend_from_slice(&[2, 0, 0, 0]);
+                            out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                        }
+                        out.extend_from_slice(msg.as_bytes());
+                        let _ = client_wr.write_all(&out).await;
+                        let _ = client_wr.shutdown().await;
+                        return;
+                    }
+                };
                 let mut output = io.output;
                 let mut exited = io.exited;
                 let mut out = tokio::spawn(async move {
@@ -361,7 +379,15 @@ pub async fn exec_get(
     Path((id, what)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     match what.as_str() {
-        "json" => Ok(Json(svc(&st).exec_inspect(&id)?).into_response()),
+        "json" => {
+            // dockerd sends `"ExitCode": null` until the exec has ended; clients index it.
+            let mut v = serde_json::to_value(svc(&st).exec_inspect(&id)?)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Some(o) = v.as_object_mut() {
+                o.entry("ExitCode").or_insert(serde_json::Value::Null);
+            }
+            Ok(Json(v).into_response())
+        }
         _ => Err(ApiError::not_found(format!("page not found: /exec/{id}/{what}"))),
     }
 }
