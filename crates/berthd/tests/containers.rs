@@ -1,38 +1,78 @@
-//! The container lifecycle through berthd, driven by Berth's own CLI (`berth`): run with and without a TTY (through a
-//! pty the test opens), logs, exec, stop/kill/restart/pause, rm, wait, rename, update, top, stats, cp, export, diff,
-//! prune, ps, inspect, --init, limits and capabilities seen from inside, mounts, users, env, restart policies, and
-//! bad input that must change nothing. One daemon per test; the harness removes everything on drop.
+//! The container lifecycle through berthd, driven by both Berth's own CLI (`berth`) and the real docker 28 CLI
+//! (`/usr/local/bin/docker` with `DOCKER_HOST` at the daemon's socket), so that both clients are shown to see the same
+//! daemon behaviour: run with and without a TTY (through a pty the test opens), logs, exec, stop/kill/restart/pause,
+//! rm, wait, rename, update, top, stats, cp, export, diff, prune, ps, inspect, --init, limits and capabilities seen
+//! from inside, mounts, users, env, restart policies, and bad input that must change nothing. One daemon per test; the
+//! harness removes everything on drop.
 //!
-//! `containers_docker.rs` runs the same checks with the docker 28 CLI.
+//! Every check is written once as a function of the [`Cli`]; `for_both_clis!` at the end makes it two tests,
+//! `berth::<name>` and `docker::<name>`.
 
 mod common;
 
 use std::io::Write;
+use std::ops::Deref;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Daemon, ok};
 
+/// The CLI a test drives.
+#[derive(Clone, Copy, Debug)]
+enum Cli {
+    Berth,
+    Docker,
+}
+
+/// A daemon and the CLI the test drives it with; derefs to the [`Daemon`] for the API and the directories.
+struct Env {
+    daemon: Daemon,
+    cli: Cli,
+}
+
+impl Deref for Env {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
 /// The CLI under test.
-fn cli(d: &Daemon, args: &[&str]) -> Output {
-    d.berth(args)
+fn cli(d: &Env, args: &[&str]) -> Output {
+    match d.cli {
+        Cli::Berth => d.berth(args),
+        Cli::Docker => d.docker(args),
+    }
 }
 
 /// The CLI as a command (for a pty or piped stdin), pointed at the daemon.
-fn cli_command(d: &Daemon, args: &[&str]) -> Command {
-    let mut c = Command::new(common::berth_bin());
-    c.arg("-H").arg(d.host()).args(args);
-    c.env("BERTH_CONFIG", d.dir.path().join("berth-config"))
-        .env_remove("BERTH_HOST")
-        .env_remove("DOCKER_HOST");
-    c
+fn cli_command(d: &Env, args: &[&str]) -> Command {
+    match d.cli {
+        Cli::Berth => {
+            let mut c = Command::new(common::berth_bin());
+            c.arg("-H").arg(d.host()).args(args);
+            c.env("BERTH_CONFIG", d.dir.path().join("berth-config"))
+                .env_remove("BERTH_HOST")
+                .env_remove("DOCKER_HOST");
+            c
+        }
+        Cli::Docker => {
+            let mut c = Command::new(common::DOCKER);
+            c.args(args)
+                .env("DOCKER_HOST", d.host())
+                .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+                .env_remove("DOCKER_CONTEXT");
+            c
+        }
+    }
 }
 
-/// A daemon with the busybox image `bb:latest`.
-fn setup() -> Daemon {
-    let d = common::start(&[]);
-    common::busybox_image(&d, "bb:latest");
-    d
+/// A daemon with the busybox image `bb:latest`, driven by `cli`.
+fn setup(cli: Cli) -> Env {
+    let daemon = common::start(&[]);
+    common::busybox_image(&daemon, "bb:latest");
+    Env { daemon, cli }
 }
 
 fn stdout(o: &Output) -> String {
@@ -60,14 +100,14 @@ fn fails(o: &Output, code: i32, needle: &str) {
 }
 
 /// `inspect --format fmt name`, trimmed.
-fn inspect(d: &Daemon, name: &str, fmt: &str) -> String {
+fn inspect(d: &Env, name: &str, fmt: &str) -> String {
     ok(&cli(d, &["inspect", "--format", fmt, name]))
         .trim()
         .to_string()
 }
 
 /// Every container the daemon knows (API, all=1).
-fn count(d: &Daemon) -> usize {
+fn count(d: &Env) -> usize {
     let (s, v) = d.json("GET", "/containers/json?all=1", b"");
     assert_eq!(s, 200, "{v}");
     v.as_array().map_or(0, Vec::len)
@@ -85,8 +125,31 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits up to `secs` seconds for `name` to have exited.
+fn wait_exited(d: &Env, name: &str, secs: u64) {
+    wait_until(secs, &format!("{name} to exit"), || {
+        inspect(d, name, "{{.State.Status}}") == "exited"
+    });
+}
+
+/// Waits up to 10 s for the file `path` to exist in the running container `name`.
+fn wait_file(d: &Env, name: &str, path: &str) {
+    wait_until(10, &format!("{path} in {name}"), || {
+        cli(d, &["exec", name, "test", "-f", path]).status.success()
+    });
+}
+
+/// Status, exit code and end time of `name`: what a refused verb on a stopped container must leave alone.
+fn end_state(d: &Env, name: &str) -> String {
+    inspect(
+        d,
+        name,
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}",
+    )
+}
+
 /// `run -d` with a name; returns the full id.
-fn run_detached(d: &Daemon, name: &str, args: &[&str]) -> String {
+fn run_detached(d: &Env, name: &str, args: &[&str]) -> String {
     let mut a = vec!["run", "-d", "--name", name];
     a.extend_from_slice(args);
     let id = ok(&cli(d, &a)).trim().to_string();
@@ -94,8 +157,48 @@ fn run_detached(d: &Daemon, name: &str, args: &[&str]) -> String {
     id
 }
 
-fn log_lines(d: &Daemon, name: &str) -> Vec<String> {
+/// `run --rm args` (in the foreground).
+fn run_rm(d: &Env, args: &[&str]) -> Output {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    cli(d, &a)
+}
+
+/// `run --rm opts bb:latest sh -c script` (in the foreground).
+fn run_rm_script(d: &Env, opts: &[&str], script: &str) -> Output {
+    let mut a = opts.to_vec();
+    a.extend(["bb:latest", "sh", "-c", script]);
+    run_rm(d, &a)
+}
+
+/// `run -d --name name opts bb:latest sh -c script`; returns the full id.
+fn run_script(d: &Env, name: &str, opts: &[&str], script: &str) -> String {
+    let mut a = opts.to_vec();
+    a.extend(["bb:latest", "sh", "-c", script]);
+    run_detached(d, name, &a)
+}
+
+/// A shell in `name` that sets `trap` (`'action' SIGNAL`), says "ready" and loops; returns once the trap is set.
+fn run_with_trap(d: &Env, name: &str, trap: &str) {
+    run_script(
+        d,
+        name,
+        &[],
+        &format!("trap {trap}; echo ready; while :; do sleep 0.1; done"),
+    );
+    wait_until(20, "the trap to be set", || log_lines(d, name) == ["ready"]);
+}
+
+fn log_lines(d: &Env, name: &str) -> Vec<String> {
     ok(&cli(d, &["logs", name])).lines().map(str::to_string).collect()
+}
+
+/// The CLI with `args` (which start a shell) on a new 24 x 80 pty; returns the session and the output length after
+/// the first prompt.
+fn shell_on_a_pty(d: &Env, args: &[&str]) -> (pty::Session, usize) {
+    let s = pty::Session::spawn(cli_command(d, args), 24, 80);
+    let at = s.expect("# ", 30);
+    (s, at)
 }
 
 /// A hex capability mask from /proc/self/status output.
@@ -266,9 +369,8 @@ mod pty {
 // ---------------------------------------------------------------------------------------------------------------
 // run without and with a TTY
 
-#[test]
-fn run_without_tty_hostname_is_short_id_pid1_is_the_command_and_exit_code_propagates() {
-    let d = setup();
+fn run_without_tty_hostname_is_short_id_pid1_is_the_command_and_exit_code_propagates(c: Cli) {
+    let d = setup(c);
     let o = cli(
         &d,
         &[
@@ -301,9 +403,8 @@ fn run_without_tty_hostname_is_short_id_pid1_is_the_command_and_exit_code_propag
     );
 }
 
-#[test]
-fn run_with_tty_sees_a_terminal_of_the_callers_size() {
-    let d = setup();
+fn run_with_tty_sees_a_terminal_of_the_callers_size(c: Cli) {
+    let d = setup(c);
     let mut s = pty::Session::spawn(
         cli_command(
             &d,
@@ -326,15 +427,9 @@ fn run_with_tty_sees_a_terminal_of_the_callers_size() {
     wait_until(10, "the --rm container to go", || count(&d) == 0);
 }
 
-#[test]
-fn run_it_shell_reads_typed_commands_and_exits_with_their_code() {
-    let d = setup();
-    let mut s = pty::Session::spawn(
-        cli_command(&d, &["run", "-it", "--rm", "bb:latest", "sh"]),
-        24,
-        80,
-    );
-    let at = s.expect("# ", 30);
+fn run_it_shell_reads_typed_commands_and_exits_with_their_code(c: Cli) {
+    let d = setup(c);
+    let (mut s, at) = shell_on_a_pty(&d, &["run", "-it", "--rm", "bb:latest", "sh"]);
     s.send(b"echo typed-$((6*7))\r");
     let at = s.expect_from(at, "typed-42", 20);
     s.send(b"exit 3\r");
@@ -342,15 +437,9 @@ fn run_it_shell_reads_typed_commands_and_exits_with_their_code() {
     assert_eq!(s.wait(30).code(), Some(3), "{}", s.output());
 }
 
-#[test]
-fn run_it_resize_reaches_the_container() {
-    let d = setup();
-    let mut s = pty::Session::spawn(
-        cli_command(&d, &["run", "-it", "--rm", "bb:latest", "sh"]),
-        24,
-        80,
-    );
-    let at = s.expect("# ", 30);
+fn run_it_resize_reaches_the_container(c: Cli) {
+    let d = setup(c);
+    let (mut s, at) = shell_on_a_pty(&d, &["run", "-it", "--rm", "bb:latest", "sh"]);
     s.send(b"stty size\r");
     let at = s.expect_from(at, "24 80", 20);
     s.resize(40, 120);
@@ -374,15 +463,9 @@ fn run_it_resize_reaches_the_container() {
     assert_eq!(s.wait(30).code(), Some(0), "{}", s.output());
 }
 
-#[test]
-fn run_it_detach_keys_leave_the_container_running() {
-    let d = setup();
-    let mut s = pty::Session::spawn(
-        cli_command(&d, &["run", "-it", "--name", "det", "bb:latest", "sh"]),
-        24,
-        80,
-    );
-    s.expect("# ", 30);
+fn run_it_detach_keys_leave_the_container_running(c: Cli) {
+    let d = setup(c);
+    let (mut s, _) = shell_on_a_pty(&d, &["run", "-it", "--name", "det", "bb:latest", "sh"]);
     s.send(b"\x10\x11");
     assert_eq!(s.wait(20).code(), Some(0), "detach exits 0: {}", s.output());
     // Docker never closes a TTY container's stdin when an attach ends: the shell must keep running.
@@ -395,22 +478,15 @@ fn run_it_detach_keys_leave_the_container_running() {
 // ---------------------------------------------------------------------------------------------------------------
 // run -d and logs
 
-#[test]
-fn logs_tail_and_timestamps() {
-    let d = setup();
-    run_detached(
+fn logs_tail_and_timestamps(c: Cli) {
+    let d = setup(c);
+    run_script(
         &d,
         "lg",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2",
-        ],
+        &[],
+        "for i in 1 2 3 4 5; do echo line$i; done; echo err >&2",
     );
-    wait_until(20, "the container to exit", || {
-        inspect(&d, "lg", "{{.State.Status}}") == "exited"
-    });
+    wait_exited(&d, "lg", 20);
     let all = ok(&cli(&d, &["logs", "lg"]));
     assert_eq!(all, "line1\nline2\nline3\nline4\nline5\n");
     let o = cli(&d, &["logs", "lg"]);
@@ -432,19 +508,9 @@ fn logs_tail_and_timestamps() {
     );
 }
 
-#[test]
-fn logs_since_skips_earlier_lines() {
-    let d = setup();
-    run_detached(
-        &d,
-        "since",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo early; sleep 3; echo late; sleep 1000",
-        ],
-    );
+fn logs_since_skips_earlier_lines(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "since", &[], "echo early; sleep 3; echo late; sleep 1000");
     wait_until(20, "the first line", || log_lines(&d, "since") == ["early"]);
     std::thread::sleep(Duration::from_millis(500));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
@@ -454,19 +520,9 @@ fn logs_since_skips_earlier_lines() {
     assert_eq!(o, "late\n");
 }
 
-#[test]
-fn logs_follow_ends_when_the_container_exits() {
-    let d = setup();
-    run_detached(
-        &d,
-        "fol",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo one; sleep 2; echo two; sleep 1; echo three",
-        ],
-    );
+fn logs_follow_ends_when_the_container_exits(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "fol", &[], "echo one; sleep 2; echo two; sleep 1; echo three");
     let t = Instant::now();
     let o = ok(&cli(&d, &["logs", "-f", "fol"]));
     assert_eq!(o, "one\ntwo\nthree\n");
@@ -481,12 +537,10 @@ fn logs_follow_ends_when_the_container_exits() {
 // ---------------------------------------------------------------------------------------------------------------
 // exec
 
-#[test]
-fn exec_with_tty_through_a_pty() {
-    let d = setup();
+fn exec_with_tty_through_a_pty(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "ex", &["bb:latest", "sleep", "1000"]);
-    let mut s = pty::Session::spawn(cli_command(&d, &["exec", "-it", "ex", "sh"]), 24, 80);
-    let at = s.expect("# ", 30);
+    let (mut s, at) = shell_on_a_pty(&d, &["exec", "-it", "ex", "sh"]);
     s.send(b"tty; echo ppid-$PPID\r");
     let at = s.expect_from(at, "/dev/pts/", 20);
     s.expect_from(at, "ppid-0", 20);
@@ -495,9 +549,8 @@ fn exec_with_tty_through_a_pty() {
     assert_eq!(inspect(&d, "ex", "{{.State.Running}}"), "true");
 }
 
-#[test]
-fn exec_interactive_reads_piped_stdin() {
-    let d = setup();
+fn exec_interactive_reads_piped_stdin(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "exi", &["bb:latest", "sleep", "1000"]);
     let mut c = cli_command(
         &d,
@@ -524,10 +577,9 @@ fn exec_interactive_reads_piped_stdin() {
     assert_eq!(stdout(&o), "got:hello:world\nrest of input\n");
 }
 
-#[test]
-fn exec_exit_codes_propagate() {
+fn exec_exit_codes_propagate(c: Cli) {
     // Each exec checked several times: the exit code must never be read before the process has exited.
-    let d = setup();
+    let d = setup(c);
     run_detached(&d, "exc", &["bb:latest", "sleep", "1000"]);
     for i in 0..6 {
         let o = cli(&d, &["exec", "exc", "sh", "-c", "exit 5"]);
@@ -539,10 +591,9 @@ fn exec_exit_codes_propagate() {
     assert_eq!(o.status.code(), Some(137), "killed by SIGKILL: {}", stderr(&o));
 }
 
-#[test]
-fn exec_of_a_missing_command_fails_with_126() {
+fn exec_of_a_missing_command_fails_with_126(c: Cli) {
     // dockerd records 126 for an exec whose process cannot be started.
-    let d = setup();
+    let d = setup(c);
     run_detached(&d, "exn", &["bb:latest", "sleep", "1000"]);
     for _ in 0..3 {
         let o = cli(&d, &["exec", "exn", "nosuchcmd"]);
@@ -551,9 +602,8 @@ fn exec_of_a_missing_command_fails_with_126() {
     assert_eq!(inspect(&d, "exn", "{{.State.Running}}"), "true");
 }
 
-#[test]
-fn exec_sets_user_workdir_and_env() {
-    let d = setup();
+fn exec_sets_user_workdir_and_env(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "exu", &["bb:latest", "sleep", "1000"]);
     let o = ok(&cli(
         &d,
@@ -574,46 +624,23 @@ fn exec_sets_user_workdir_and_env() {
     assert_eq!(o, "1000\n/tmp\n42\n");
 }
 
-#[test]
-fn exec_into_a_stopped_container_fails() {
-    let d = setup();
+fn exec_into_a_stopped_container_fails(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "exs", &["bb:latest", "sleep", "1000"]);
     ok(&cli(&d, &["stop", "-t", "0", "exs"]));
-    let before = inspect(
-        &d,
-        "exs",
-        "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}",
-    );
+    let before = end_state(&d, "exs");
     let o = cli(&d, &["exec", "exs", "true"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
-    assert_eq!(
-        inspect(
-            &d,
-            "exs",
-            "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}"
-        ),
-        before
-    );
+    assert_eq!(end_state(&d, "exs"), before);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // stop, kill, restart, pause
 
-#[test]
-fn stop_sends_the_stop_signal_first() {
-    let d = setup();
-    run_detached(
-        &d,
-        "st",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
-        ],
-    );
-    wait_until(20, "the trap to be set", || log_lines(&d, "st") == ["ready"]);
+fn stop_sends_the_stop_signal_first(c: Cli) {
+    let d = setup(c);
+    run_with_trap(&d, "st", "'echo got-term; exit 0' TERM");
     let t = Instant::now();
     ok(&cli(&d, &["stop", "-t", "20", "st"]));
     assert!(
@@ -627,20 +654,9 @@ fn stop_sends_the_stop_signal_first() {
     assert_eq!(log_lines(&d, "st"), ["ready", "got-term"]);
 }
 
-#[test]
-fn stop_kills_after_the_timeout() {
-    let d = setup();
-    run_detached(
-        &d,
-        "stk",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "trap '' TERM; echo ready; while :; do sleep 0.1; done",
-        ],
-    );
-    wait_until(20, "the trap to be set", || log_lines(&d, "stk") == ["ready"]);
+fn stop_kills_after_the_timeout(c: Cli) {
+    let d = setup(c);
+    run_with_trap(&d, "stk", "'' TERM");
     let t = Instant::now();
     ok(&cli(&d, &["stop", "-t", "2", "stk"]));
     let took = t.elapsed();
@@ -655,16 +671,11 @@ fn stop_kills_after_the_timeout() {
     );
 }
 
-#[test]
-fn stopping_a_stopped_container_changes_nothing() {
-    let d = setup();
+fn stopping_a_stopped_container_changes_nothing(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "sts", &["bb:latest", "sleep", "1000"]);
     ok(&cli(&d, &["stop", "-t", "0", "sts"]));
-    let before = inspect(
-        &d,
-        "sts",
-        "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}",
-    );
+    let before = end_state(&d, "sts");
     let o = cli(&d, &["stop", "sts"]);
     assert!(
         o.status.success(),
@@ -673,52 +684,29 @@ fn stopping_a_stopped_container_changes_nothing() {
     );
     let (s, _, _) = d.request("POST", "/containers/sts/stop", b"");
     assert_eq!(s, 304);
-    assert_eq!(
-        inspect(
-            &d,
-            "sts",
-            "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}"
-        ),
-        before
-    );
+    assert_eq!(end_state(&d, "sts"), before);
 }
 
-#[test]
-fn kill_sends_sigkill_or_the_given_signal() {
-    let d = setup();
+fn kill_sends_sigkill_or_the_given_signal(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "k1", &["bb:latest", "sleep", "1000"]);
     ok(&cli(&d, &["kill", "k1"]));
-    wait_until(10, "k1 to exit", || {
-        inspect(&d, "k1", "{{.State.Status}}") == "exited"
-    });
+    wait_exited(&d, "k1", 10);
     assert_eq!(inspect(&d, "k1", "{{.State.ExitCode}}"), "137");
     let o = cli(&d, &["kill", "k1"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
 
-    run_detached(
-        &d,
-        "k2",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "trap 'echo usr1; exit 9' USR1; echo ready; while :; do sleep 0.1; done",
-        ],
-    );
-    wait_until(20, "the trap", || log_lines(&d, "k2") == ["ready"]);
+    run_with_trap(&d, "k2", "'echo usr1; exit 9' USR1");
     ok(&cli(&d, &["kill", "-s", "USR1", "k2"]));
-    wait_until(10, "k2 to exit", || {
-        inspect(&d, "k2", "{{.State.Status}}") == "exited"
-    });
+    wait_exited(&d, "k2", 10);
     assert_eq!(inspect(&d, "k2", "{{.State.ExitCode}}"), "9");
     assert_eq!(log_lines(&d, "k2"), ["ready", "usr1"]);
 }
 
-#[test]
-fn restart_runs_the_command_again() {
-    let d = setup();
-    run_detached(&d, "rs", &["bb:latest", "sh", "-c", "echo started; sleep 1000"]);
+fn restart_runs_the_command_again(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "rs", &[], "echo started; sleep 1000");
     wait_until(20, "the first start", || log_lines(&d, "rs").len() == 1);
     let pid1 = inspect(&d, "rs", "{{.State.Pid}}");
     ok(&cli(&d, &["restart", "-t", "0", "rs"]));
@@ -730,18 +718,13 @@ fn restart_runs_the_command_again() {
     });
 }
 
-#[test]
-fn a_paused_container_does_not_advance() {
-    let d = setup();
-    run_detached(
+fn a_paused_container_does_not_advance(c: Cli) {
+    let d = setup(c);
+    run_script(
         &d,
         "pz",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done",
-        ],
+        &[],
+        "i=0; while :; do i=$((i+1)); echo $i; sleep 0.1; done",
     );
     wait_until(20, "the counter", || log_lines(&d, "pz").len() >= 3);
     ok(&cli(&d, &["pause", "pz"]));
@@ -765,9 +748,8 @@ fn a_paused_container_does_not_advance() {
 // ---------------------------------------------------------------------------------------------------------------
 // rm, --rm, wait, rename, update, top, stats
 
-#[test]
-fn rm_of_a_running_container_needs_force() {
-    let d = setup();
+fn rm_of_a_running_container_needs_force(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "rmr", &["bb:latest", "sleep", "1000"]);
     let o = cli(&d, &["rm", "rmr"]);
     fails(&o, 1, "stop the container before removing or force remove");
@@ -780,9 +762,8 @@ fn rm_of_a_running_container_needs_force() {
     assert!(stderr(&o).contains("No such"), "{}", stderr(&o));
 }
 
-#[test]
-fn rm_v_removes_anonymous_volumes_but_not_named_ones() {
-    let d = setup();
+fn rm_v_removes_anonymous_volumes_but_not_named_ones(c: Cli) {
+    let d = setup(c);
     run_detached(
         &d,
         "rmv",
@@ -803,31 +784,21 @@ fn rm_v_removes_anonymous_volumes_but_not_named_ones() {
     assert!(!d.data.join("volumes").join(&anon).exists());
 }
 
-#[test]
-fn run_rm_removes_the_container_and_its_anonymous_volumes() {
-    let d = setup();
-    let o = ok(&cli(
+fn run_rm_removes_the_container_and_its_anonymous_volumes(c: Cli) {
+    let d = setup(c);
+    let o = ok(&run_rm_script(
         &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "/anon",
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo bye > /anon/f; echo done",
-        ],
+        &["-v", "/anon"],
+        "echo bye > /anon/f; echo done",
     ));
     assert_eq!(o, "done\n");
     wait_until(10, "the container to go", || count(&d) == 0);
     assert!(ok(&cli(&d, &["volume", "ls", "-q"])).trim().is_empty());
 }
 
-#[test]
-fn wait_prints_the_exit_code() {
-    let d = setup();
-    run_detached(&d, "wt", &["bb:latest", "sh", "-c", "sleep 1; exit 9"]);
+fn wait_prints_the_exit_code(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "wt", &[], "sleep 1; exit 9");
     let o = ok(&cli(&d, &["wait", "wt"]));
     assert_eq!(o.trim(), "9");
     assert_eq!(inspect(&d, "wt", "{{.State.Status}}"), "exited");
@@ -835,9 +806,8 @@ fn wait_prints_the_exit_code() {
     assert_eq!(o.trim(), "9", "an exited container answers at once");
 }
 
-#[test]
-fn rename_changes_the_name_and_refuses_one_in_use() {
-    let d = setup();
+fn rename_changes_the_name_and_refuses_one_in_use(c: Cli) {
+    let d = setup(c);
     let id = run_detached(&d, "old", &["bb:latest", "sleep", "1000"]);
     run_detached(&d, "other", &["bb:latest", "sleep", "1000"]);
     ok(&cli(&d, &["rename", "old", "new"]));
@@ -855,9 +825,8 @@ fn rename_changes_the_name_and_refuses_one_in_use() {
     assert_eq!(names, ["new", "other"]);
 }
 
-#[test]
-fn update_memory_limit_is_visible_inside() {
-    let d = setup();
+fn update_memory_limit_is_visible_inside(c: Cli) {
+    let d = setup(c);
     if !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
         eprintln!("skipped: no cgroup v1 memory controller");
         return;
@@ -875,14 +844,9 @@ fn update_memory_limit_is_visible_inside() {
     assert_eq!(inspect(&d, "up", "{{.HostConfig.Memory}}"), "33554432");
 }
 
-#[test]
-fn top_lists_the_container_processes() {
-    let d = setup();
-    run_detached(
-        &d,
-        "tp",
-        &["bb:latest", "sh", "-c", "sleep 1001 & sleep 1002; true"],
-    );
+fn top_lists_the_container_processes(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "tp", &[], "sleep 1001 & sleep 1002; true");
     wait_until(20, "both sleeps", || {
         ok(&cli(&d, &["top", "tp"])).contains("sleep 1001")
     });
@@ -893,9 +857,8 @@ fn top_lists_the_container_processes() {
     assert!(o.contains("sh -c sleep 1001"), "{o}");
 }
 
-#[test]
-fn stats_no_stream_prints_one_sample() {
-    let d = setup();
+fn stats_no_stream_prints_one_sample(c: Cli) {
+    let d = setup(c);
     run_detached(&d, "sta", &["-m", "64m", "bb:latest", "sleep", "1000"]);
     let o = ok(&cli(&d, &["stats", "--no-stream", "sta"]));
     let lines: Vec<&str> = o.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -912,19 +875,9 @@ fn stats_no_stream_prints_one_sample() {
 // ---------------------------------------------------------------------------------------------------------------
 // cp, export, diff, prune, ps, inspect
 
-#[test]
-fn cp_copies_both_ways() {
-    let d = setup();
-    run_detached(
-        &d,
-        "cpc",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo made-inside > /root/inside; sleep 1000",
-        ],
-    );
+fn cp_copies_both_ways(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "cpc", &[], "echo made-inside > /root/inside; sleep 1000");
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("host.txt");
     std::fs::write(&src, "from-host\n").expect("write");
@@ -933,11 +886,7 @@ fn cp_copies_both_ways() {
         ok(&cli(&d, &["exec", "cpc", "cat", "/tmp/host.txt"])),
         "from-host\n"
     );
-    wait_until(10, "the file inside", || {
-        cli(&d, &["exec", "cpc", "test", "-f", "/root/inside"])
-            .status
-            .success()
-    });
+    wait_file(&d, "cpc", "/root/inside");
     let dst = tmp.path().join("out.txt");
     ok(&cli(&d, &["cp", "cpc:/root/inside", &dst.display().to_string()]));
     assert_eq!(
@@ -952,19 +901,10 @@ fn cp_copies_both_ways() {
     assert!(stderr(&o).contains("/no/such/file"), "{}", stderr(&o));
 }
 
-#[test]
-fn export_writes_the_whole_filesystem() {
-    let d = setup();
-    run_detached(
-        &d,
-        "exp",
-        &["bb:latest", "sh", "-c", "echo x > /root/new; sleep 1000"],
-    );
-    wait_until(10, "the file", || {
-        cli(&d, &["exec", "exp", "test", "-f", "/root/new"])
-            .status
-            .success()
-    });
+fn export_writes_the_whole_filesystem(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "exp", &[], "echo x > /root/new; sleep 1000");
+    wait_file(&d, "exp", "/root/new");
     let tmp = tempfile::tempdir().expect("tempdir");
     let tar = tmp.path().join("fs.tar");
     ok(&cli(&d, &["export", "-o", &tar.display().to_string(), "exp"]));
@@ -976,24 +916,10 @@ fn export_writes_the_whole_filesystem() {
     }
 }
 
-#[test]
-fn diff_lists_added_changed_and_deleted_paths() {
-    let d = setup();
-    run_detached(
-        &d,
-        "df",
-        &[
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo x > /root/added; rm /etc/group; sleep 1000",
-        ],
-    );
-    wait_until(10, "the changes", || {
-        cli(&d, &["exec", "df", "test", "-f", "/root/added"])
-            .status
-            .success()
-    });
+fn diff_lists_added_changed_and_deleted_paths(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "df", &[], "echo x > /root/added; rm /etc/group; sleep 1000");
+    wait_file(&d, "df", "/root/added");
     let o = ok(&cli(&d, &["diff", "df"]));
     let lines: Vec<&str> = o.lines().collect();
     for want in ["A /root/added", "C /root", "D /etc/group", "C /etc"] {
@@ -1001,28 +927,22 @@ fn diff_lists_added_changed_and_deleted_paths() {
     }
 }
 
-#[test]
-fn container_prune_removes_only_stopped_containers() {
-    let d = setup();
+fn container_prune_removes_only_stopped_containers(c: Cli) {
+    let d = setup(c);
     let done = run_detached(&d, "pr1", &["bb:latest", "true"]);
     run_detached(&d, "pr2", &["bb:latest", "sleep", "1000"]);
-    wait_until(20, "pr1 to exit", || {
-        inspect(&d, "pr1", "{{.State.Status}}") == "exited"
-    });
+    wait_exited(&d, "pr1", 20);
     let o = ok(&cli(&d, &["container", "prune", "-f"]));
     assert!(o.contains(&done), "{o}");
     assert_eq!(count(&d), 1);
     assert_eq!(inspect(&d, "pr2", "{{.State.Running}}"), "true");
 }
 
-#[test]
-fn ps_all_quiet_filter_and_format() {
-    let d = setup();
+fn ps_all_quiet_filter_and_format(c: Cli) {
+    let d = setup(c);
     let up = run_detached(&d, "psup", &["bb:latest", "sleep", "1000"]);
     let down = run_detached(&d, "psdown", &["bb:latest", "true"]);
-    wait_until(20, "psdown to exit", || {
-        inspect(&d, "psdown", "{{.State.Status}}") == "exited"
-    });
+    wait_exited(&d, "psdown", 20);
     let o = ok(&cli(&d, &["ps"]));
     assert!(
         o.lines().next().is_some_and(|h| h.starts_with("CONTAINER ID")),
@@ -1056,9 +976,8 @@ fn ps_all_quiet_filter_and_format() {
     assert_eq!(o.trim(), up);
 }
 
-#[test]
-fn inspect_format_reads_fields() {
-    let d = setup();
+fn inspect_format_reads_fields(c: Cli) {
+    let d = setup(c);
     let id = run_detached(
         &d,
         "ins",
@@ -1089,13 +1008,9 @@ fn inspect_format_reads_fields() {
 // ---------------------------------------------------------------------------------------------------------------
 // --init, limits, capabilities, mounts, user, env, entrypoint
 
-#[test]
-fn init_is_pid1_and_the_command_is_its_child() {
-    let d = setup();
-    let o = cli(
-        &d,
-        &["run", "--rm", "--init", "bb:latest", "ps", "-o", "pid,ppid,args"],
-    );
+fn init_is_pid1_and_the_command_is_its_child(c: Cli) {
+    let d = setup(c);
+    let o = run_rm(&d, &["--init", "bb:latest", "ps", "-o", "pid,ppid,args"]);
     let out = stdout(&o);
     assert!(
         o.status.success(),
@@ -1122,19 +1037,13 @@ fn init_is_pid1_and_the_command_is_its_child() {
     assert_ne!(ps[0], "1");
 }
 
-#[test]
-fn init_forwards_the_stop_signal_and_exits_with_the_status() {
-    let d = setup();
-    run_detached(
+fn init_forwards_the_stop_signal_and_exits_with_the_status(c: Cli) {
+    let d = setup(c);
+    run_script(
         &d,
         "ini",
-        &[
-            "--init",
-            "bb:latest",
-            "sh",
-            "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.1; done",
-        ],
+        &["--init"],
+        "trap 'exit 7' TERM; while :; do sleep 0.1; done",
     );
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
@@ -1146,9 +1055,8 @@ fn init_forwards_the_stop_signal_and_exits_with_the_status() {
     assert_eq!(inspect(&d, "ini", "{{.State.ExitCode}}"), "7");
 }
 
-#[test]
-fn limits_are_visible_inside() {
-    let d = setup();
+fn limits_are_visible_inside(c: Cli) {
+    let d = setup(c);
     let mut checks: Vec<(&str, &str, &str, &str)> = Vec::new();
     if std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
         checks.push((
@@ -1182,25 +1090,19 @@ fn limits_are_visible_inside() {
     assert_eq!(got, want, "{files:?}");
 }
 
-#[test]
-fn cap_drop_and_cap_add_are_visible_in_proc_status() {
+fn cap_drop_and_cap_add_are_visible_in_proc_status(c: Cli) {
     const NET_RAW: u64 = 1 << 13;
     const SYS_ADMIN: u64 = 1 << 21;
     const CHOWN: u64 = 1;
-    let d = setup();
-    let def = ok(&cli(
-        &d,
-        &["run", "--rm", "bb:latest", "cat", "/proc/self/status"],
-    ));
+    let d = setup(c);
+    let def = ok(&run_rm(&d, &["bb:latest", "cat", "/proc/self/status"]));
     let eff = cap_mask(&def, "CapEff:");
     assert_ne!(eff & NET_RAW, 0, "NET_RAW is a default: {eff:x}");
     assert_eq!(eff & SYS_ADMIN, 0, "SYS_ADMIN is not: {eff:x}");
     assert_eq!(eff, 0xa80425fb, "docker's default set");
-    let o = ok(&cli(
+    let o = ok(&run_rm(
         &d,
         &[
-            "run",
-            "--rm",
             "--cap-drop",
             "NET_RAW",
             "--cap-drop",
@@ -1220,22 +1122,12 @@ fn cap_drop_and_cap_add_are_visible_in_proc_status() {
     }
 }
 
-#[test]
-fn read_only_root_with_a_tmpfs() {
-    let d = setup();
-    let o = cli(
+fn read_only_root_with_a_tmpfs(c: Cli) {
+    let d = setup(c);
+    let o = run_rm_script(
         &d,
-        &[
-            "run",
-            "--rm",
-            "--read-only",
-            "--tmpfs",
-            "/scratch",
-            "bb:latest",
-            "sh",
-            "-c",
-            "touch /x 2>/dev/null && echo root-writable; touch /scratch/y && echo tmpfs-ok; grep ' /scratch ' /proc/mounts",
-        ],
+        &["--read-only", "--tmpfs", "/scratch"],
+        "touch /x 2>/dev/null && echo root-writable; touch /scratch/y && echo tmpfs-ok; grep ' /scratch ' /proc/mounts",
     );
     let out = ok(&o);
     assert!(!out.contains("root-writable"), "{out}");
@@ -1243,24 +1135,15 @@ fn read_only_root_with_a_tmpfs() {
     assert!(out.contains("tmpfs /scratch tmpfs rw"), "{out}");
 }
 
-#[test]
-fn bind_mount_is_shared_with_the_host() {
-    let d = setup();
+fn bind_mount_is_shared_with_the_host(c: Cli) {
+    let d = setup(c);
     let host = tempfile::tempdir().expect("tempdir");
     std::fs::write(host.path().join("in"), "host-data\n").expect("write");
     let spec = format!("{}:/b", host.path().display());
-    let o = ok(&cli(
+    let o = ok(&run_rm_script(
         &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            &spec,
-            "bb:latest",
-            "sh",
-            "-c",
-            "cat /b/in; echo inside > /b/out",
-        ],
+        &["-v", &spec],
+        "cat /b/in; echo inside > /b/out",
     ));
     assert_eq!(o, "host-data\n");
     assert_eq!(
@@ -1268,51 +1151,26 @@ fn bind_mount_is_shared_with_the_host() {
         "inside\n"
     );
     let ro = format!("{}:/b:ro", host.path().display());
-    let o = ok(&cli(
+    let o = ok(&run_rm_script(
         &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            &ro,
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo x > /b/ro 2>/dev/null || echo refused",
-        ],
+        &["-v", &ro],
+        "echo x > /b/ro 2>/dev/null || echo refused",
     ));
     assert_eq!(o, "refused\n");
     assert!(!host.path().join("ro").exists());
 }
 
-#[test]
-fn named_volume_is_prefilled_from_the_image_and_persists() {
-    let d = setup();
-    let o = ok(&cli(
+fn named_volume_is_prefilled_from_the_image_and_persists(c: Cli) {
+    let d = setup(c);
+    let o = ok(&run_rm_script(
         &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "vol1:/etc",
-            "bb:latest",
-            "sh",
-            "-c",
-            "cat /etc/group | head -1; echo kept > /etc/mine",
-        ],
+        &["-v", "vol1:/etc"],
+        "cat /etc/group | head -1; echo kept > /etc/mine",
     ));
     assert_eq!(o, "root:x:0:\n", "the volume was filled from the image's /etc");
-    let o = ok(&cli(
+    let o = ok(&run_rm(
         &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "vol1:/data",
-            "bb:latest",
-            "cat",
-            "/data/mine",
-        ],
+        &["-v", "vol1:/data", "bb:latest", "cat", "/data/mine"],
     ));
     assert_eq!(o, "kept\n", "content persists across containers");
     let mp = ok(&cli(
@@ -1327,48 +1185,18 @@ fn named_volume_is_prefilled_from_the_image_and_persists() {
     );
 }
 
-#[test]
-fn user_and_workdir() {
-    let d = setup();
-    let o = ok(&cli(
-        &d,
-        &[
-            "run",
-            "--rm",
-            "-u",
-            "user",
-            "-w",
-            "/tmp",
-            "bb:latest",
-            "sh",
-            "-c",
-            "id; pwd",
-        ],
-    ));
+fn user_and_workdir(c: Cli) {
+    let d = setup(c);
+    let o = ok(&run_rm_script(&d, &["-u", "user", "-w", "/tmp"], "id; pwd"));
     assert_eq!(o, "uid=1000(user) gid=1000(user) groups=1000(user)\n/tmp\n");
-    let o = ok(&cli(
-        &d,
-        &[
-            "run",
-            "--rm",
-            "-u",
-            "1000:0",
-            "bb:latest",
-            "sh",
-            "-c",
-            "id -u; id -g",
-        ],
-    ));
+    let o = ok(&run_rm_script(&d, &["-u", "1000:0"], "id -u; id -g"));
     assert_eq!(o, "1000\n0\n");
-    let o = ok(&cli(
-        &d,
-        &["run", "--rm", "-w", "/made/by/workdir", "bb:latest", "pwd"],
-    ));
+    let o = ok(&run_rm(&d, &["-w", "/made/by/workdir", "bb:latest", "pwd"]));
     assert_eq!(
         o, "/made/by/workdir\n",
         "a missing working directory is created, as docker does"
     );
-    let o = cli(&d, &["run", "--rm", "-u", "nosuchuser", "bb:latest", "true"]);
+    let o = run_rm(&d, &["-u", "nosuchuser", "bb:latest", "true"]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("unable to find user nosuchuser"),
@@ -1378,17 +1206,14 @@ fn user_and_workdir() {
     assert_eq!(count(&d), 0);
 }
 
-#[test]
-fn env_and_env_file() {
-    let d = setup();
+fn env_and_env_file(c: Cli) {
+    let d = setup(c);
     let tmp = tempfile::tempdir().expect("tempdir");
     let f = tmp.path().join("env");
     std::fs::write(&f, "# a comment\nA=1\n\nB=two words\n").expect("write");
-    let o = ok(&cli(
+    let o = ok(&run_rm(
         &d,
         &[
-            "run",
-            "--rm",
             "-e",
             "X=y",
             "--env-file",
@@ -1411,75 +1236,38 @@ fn env_and_env_file() {
     );
 }
 
-#[test]
-fn entrypoint_overrides_and_takes_the_command_as_arguments() {
-    let d = setup();
-    let o = ok(&cli(
+fn entrypoint_overrides_and_takes_the_command_as_arguments(c: Cli) {
+    let d = setup(c);
+    let o = ok(&run_rm(
         &d,
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "echo",
-            "bb:latest",
-            "hello",
-            "there",
-        ],
+        &["--entrypoint", "echo", "bb:latest", "hello", "there"],
     ));
     assert_eq!(o, "hello there\n");
-    let o = ok(&cli(
+    let o = ok(&run_rm(
         &d,
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "/bin/cat",
-            "bb:latest",
-            "/etc/hostname",
-        ],
+        &["--entrypoint", "/bin/cat", "bb:latest", "/etc/hostname"],
     ));
     assert_eq!(o.len(), 13, "the short id and a newline: {o:?}");
 }
 
-#[test]
-fn arguments_after_the_image_belong_to_the_command_even_with_dashes() {
+fn arguments_after_the_image_belong_to_the_command_even_with_dashes(c: Cli) {
     // docker stops parsing its own flags at the image: `-c` here is the shell's, not --cpu-shares.
-    let d = setup();
-    let o = ok(&cli(
+    let d = setup(c);
+    let o = ok(&run_rm(
         &d,
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "/bin/sh",
-            "bb:latest",
-            "-c",
-            "echo $0",
-        ],
+        &["--entrypoint", "/bin/sh", "bb:latest", "-c", "echo $0"],
     ));
     assert_eq!(o, "/bin/sh\n");
-    let o = ok(&cli(&d, &["run", "--rm", "bb:latest", "ls", "-d", "/etc"]));
+    let o = ok(&run_rm(&d, &["bb:latest", "ls", "-d", "/etc"]));
     assert_eq!(o, "/etc\n");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // restart policies
 
-#[test]
-fn restart_on_failure_stops_after_the_maximum() {
-    let d = setup();
-    run_detached(
-        &d,
-        "of",
-        &[
-            "--restart",
-            "on-failure:2",
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo run; exit 3",
-        ],
-    );
+fn restart_on_failure_stops_after_the_maximum(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "of", &["--restart", "on-failure:2"], "echo run; exit 3");
     wait_until(30, "two restarts", || {
         inspect(&d, "of", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
     });
@@ -1499,21 +1287,9 @@ fn restart_on_failure_stops_after_the_maximum() {
     );
 }
 
-#[test]
-fn restart_always_restarts_after_a_clean_exit_until_stopped() {
-    let d = setup();
-    run_detached(
-        &d,
-        "al",
-        &[
-            "--restart",
-            "always",
-            "bb:latest",
-            "sh",
-            "-c",
-            "echo run; sleep 0.3",
-        ],
-    );
+fn restart_always_restarts_after_a_clean_exit_until_stopped(c: Cli) {
+    let d = setup(c);
+    run_script(&d, "al", &["--restart", "always"], "echo run; sleep 0.3");
     wait_until(30, "two restarts", || {
         inspect(&d, "al", "{{.RestartCount}}").parse::<u32>().unwrap_or(0) >= 2
     });
@@ -1527,15 +1303,10 @@ fn restart_always_restarts_after_a_clean_exit_until_stopped() {
     );
 }
 
-#[test]
-fn restart_always_shows_restarting_between_runs() {
+fn restart_always_shows_restarting_between_runs(c: Cli) {
     // dockerd reports State.Restarting (status "restarting") while a restart waits for its back-off delay.
-    let d = setup();
-    run_detached(
-        &d,
-        "alr",
-        &["--restart", "always", "bb:latest", "sh", "-c", "sleep 0.2"],
-    );
+    let d = setup(c);
+    run_script(&d, "alr", &["--restart", "always"], "sleep 0.2");
     let mut seen = Vec::new();
     wait_until(20, "a restarting state", || {
         let s = inspect(&d, "alr", "{{.State.Status}}/{{.State.Restarting}}");
@@ -1552,23 +1323,21 @@ fn restart_always_shows_restarting_between_runs() {
 // ---------------------------------------------------------------------------------------------------------------
 // bad input: a clear error and nothing changed
 
-#[test]
-fn unknown_image_from_an_unreachable_registry() {
-    let d = setup();
+fn unknown_image_from_an_unreachable_registry(c: Cli) {
+    let d = setup(c);
     let images = ok(&cli(&d, &["images", "-q"]));
-    let o = cli(&d, &["run", "--rm", "127.0.0.1:1/none:latest", "true"]);
+    let o = run_rm(&d, &["127.0.0.1:1/none:latest", "true"]);
     fails(&o, 125, "127.0.0.1:1");
     assert_eq!(count(&d), 0);
     assert_eq!(ok(&cli(&d, &["images", "-q"])), images);
-    let o = cli(&d, &["run", "--rm", "--pull", "never", "nosuchimage:1"]);
+    let o = run_rm(&d, &["--pull", "never", "nosuchimage:1"]);
     fails(&o, 125, "No such image");
     assert_eq!(count(&d), 0);
 }
 
-#[test]
-fn invalid_memory_value() {
-    let d = setup();
-    let o = cli(&d, &["run", "--rm", "--memory", "5x", "bb:latest", "true"]);
+fn invalid_memory_value(c: Cli) {
+    let d = setup(c);
+    let o = run_rm(&d, &["--memory", "5x", "bb:latest", "true"]);
     fails(&o, 125, "5x");
     assert_eq!(count(&d), 0);
     let (s, v) = d.json(
@@ -1581,9 +1350,8 @@ fn invalid_memory_value() {
     assert_eq!(count(&d), 0);
 }
 
-#[test]
-fn a_name_in_use_is_refused() {
-    let d = setup();
+fn a_name_in_use_is_refused(c: Cli) {
+    let d = setup(c);
     let id = run_detached(&d, "taken", &["bb:latest", "sleep", "1000"]);
     let o = cli(&d, &["run", "--name", "taken", "bb:latest", "true"]);
     fails(&o, 125, "is already in use");
@@ -1595,26 +1363,13 @@ fn a_name_in_use_is_refused() {
     );
 }
 
-#[test]
-fn a_missing_bind_source_is_refused() {
-    let d = setup();
-    let o = cli(
-        &d,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "/nonexistent/berth-src:/x",
-            "bb:latest",
-            "true",
-        ],
-    );
+fn a_missing_bind_source_is_refused(c: Cli) {
+    let d = setup(c);
+    let o = run_rm(&d, &["-v", "/nonexistent/berth-src:/x", "bb:latest", "true"]);
     fails(&o, 125, "bind source path does not exist: /nonexistent/berth-src");
-    let o = cli(
+    let o = run_rm(
         &d,
         &[
-            "run",
-            "--rm",
             "--mount",
             "type=bind,source=/nonexistent/berth-src,target=/x",
             "bb:latest",
@@ -1629,10 +1384,9 @@ fn a_missing_bind_source_is_refused() {
     );
 }
 
-#[test]
-fn a_command_not_in_the_image_exits_127() {
-    let d = setup();
-    let o = cli(&d, &["run", "--rm", "bb:latest", "nosuchcmd"]);
+fn a_command_not_in_the_image_exits_127(c: Cli) {
+    let d = setup(c);
+    let o = run_rm(&d, &["bb:latest", "nosuchcmd"]);
     fails(&o, 127, "executable file not found");
     wait_until(10, "no container left", || count(&d) == 0);
     // Without --rm docker keeps the container, created, with exit code 127 and the error.
@@ -1645,17 +1399,17 @@ fn a_command_not_in_the_image_exits_127() {
     assert!(inspect(&d, "nf", "{{.State.Error}}").contains("executable file not found"));
 }
 
-#[test]
-fn a_non_executable_command_exits_126() {
-    let d = setup();
-    let o = cli(&d, &["run", "--rm", "bb:latest", "/etc/passwd"]);
+fn a_non_executable_command_exits_126(c: Cli) {
+    let d = setup(c);
+    let o = run_rm(&d, &["bb:latest", "/etc/passwd"]);
     fails(&o, 126, "/etc/passwd");
     wait_until(10, "no container left", || count(&d) == 0);
 }
 
 #[test]
 fn a_malformed_api_body_is_a_400() {
-    let d = setup();
+    // The API alone: no CLI takes part, so this runs once.
+    let d = setup(Cli::Berth);
     for body in [
         &b"{not json"[..],
         br#"{"Image":5}"#,
@@ -1677,4 +1431,88 @@ fn a_malformed_api_body_is_a_400() {
         !d.data.join("containers").exists()
             || std::fs::read_dir(d.data.join("containers")).expect("dir").count() == 0
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// every check above, once per CLI
+
+/// Makes each `fn name(Cli)` two tests, `berth::name` and `docker::name`. A check left out of the list is dead code,
+/// which clippy (`-D warnings`) refuses.
+macro_rules! for_both_clis {
+    ($($name:ident,)*) => {
+        mod berth {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Cli::Berth);
+                }
+            )*
+        }
+
+        mod docker {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Cli::Docker);
+                }
+            )*
+        }
+    };
+}
+
+for_both_clis! {
+    run_without_tty_hostname_is_short_id_pid1_is_the_command_and_exit_code_propagates,
+    run_with_tty_sees_a_terminal_of_the_callers_size,
+    run_it_shell_reads_typed_commands_and_exits_with_their_code,
+    run_it_resize_reaches_the_container,
+    run_it_detach_keys_leave_the_container_running,
+    logs_tail_and_timestamps,
+    logs_since_skips_earlier_lines,
+    logs_follow_ends_when_the_container_exits,
+    exec_with_tty_through_a_pty,
+    exec_interactive_reads_piped_stdin,
+    exec_exit_codes_propagate,
+    exec_of_a_missing_command_fails_with_126,
+    exec_sets_user_workdir_and_env,
+    exec_into_a_stopped_container_fails,
+    stop_sends_the_stop_signal_first,
+    stop_kills_after_the_timeout,
+    stopping_a_stopped_container_changes_nothing,
+    kill_sends_sigkill_or_the_given_signal,
+    restart_runs_the_command_again,
+    a_paused_container_does_not_advance,
+    rm_of_a_running_container_needs_force,
+    rm_v_removes_anonymous_volumes_but_not_named_ones,
+    run_rm_removes_the_container_and_its_anonymous_volumes,
+    wait_prints_the_exit_code,
+    rename_changes_the_name_and_refuses_one_in_use,
+    update_memory_limit_is_visible_inside,
+    top_lists_the_container_processes,
+    stats_no_stream_prints_one_sample,
+    cp_copies_both_ways,
+    export_writes_the_whole_filesystem,
+    diff_lists_added_changed_and_deleted_paths,
+    container_prune_removes_only_stopped_containers,
+    ps_all_quiet_filter_and_format,
+    inspect_format_reads_fields,
+    init_is_pid1_and_the_command_is_its_child,
+    init_forwards_the_stop_signal_and_exits_with_the_status,
+    limits_are_visible_inside,
+    cap_drop_and_cap_add_are_visible_in_proc_status,
+    read_only_root_with_a_tmpfs,
+    bind_mount_is_shared_with_the_host,
+    named_volume_is_prefilled_from_the_image_and_persists,
+    user_and_workdir,
+    env_and_env_file,
+    entrypoint_overrides_and_takes_the_command_as_arguments,
+    arguments_after_the_image_belong_to_the_command_even_with_dashes,
+    restart_on_failure_stops_after_the_maximum,
+    restart_always_restarts_after_a_clean_exit_until_stopped,
+    restart_always_shows_restarting_between_runs,
+    unknown_image_from_an_unreachable_registry,
+    invalid_memory_value,
+    a_name_in_use_is_refused,
+    a_missing_bind_source_is_refused,
+    a_command_not_in_the_image_exits_127,
+    a_non_executable_command_exits_126,
 }

@@ -6,16 +6,16 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use super::caps::CAP_NAMES;
+use super::caps::cap_names;
 
 /// The host facts the spec rules depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostInfo {
     /// Capabilities the daemon holds (effective and bounding), e.g. `CAP_CHOWN`: what `--privileged` and
     /// `--cap-add ALL` give.
-    pub caps: Vec<&'static str>,
+    pub caps: Vec<String>,
     /// Capability names the kernel knows (up to `/proc/sys/kernel/cap_last_cap`).
-    pub known_caps: Vec<&'static str>,
+    pub known_caps: Vec<String>,
     /// Number of CPUs.
     pub ncpus: usize,
     /// CPUs the daemon may use (the root cpuset), for `--cpuset-cpus`.
@@ -61,11 +61,11 @@ fn cap_mask(status: &str, field: &str) -> Option<u64> {
 impl HostInfo {
     /// Reads the facts from /proc and /sys.
     pub fn detect() -> Self {
+        let mut known_caps = cap_names();
         let last_cap = read_trimmed("/proc/sys/kernel/cap_last_cap")
             .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or(CAP_NAMES.len() - 1)
-            .min(CAP_NAMES.len() - 1);
-        let known_caps: Vec<&'static str> = CAP_NAMES[..=last_cap].to_vec();
+            .unwrap_or(known_caps.len() - 1);
+        known_caps.truncate(last_cap + 1);
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let mask = match (cap_mask(&status, "CapEff"), cap_mask(&status, "CapBnd")) {
             (Some(eff), Some(bnd)) => eff & bnd,
@@ -77,7 +77,7 @@ impl HostInfo {
             .iter()
             .enumerate()
             .filter(|(bit, _)| mask & (1u64 << bit) != 0)
-            .map(|(_, name)| *name)
+            .map(|(_, name)| name.clone())
             .collect();
         let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
         let cpus_text = [
@@ -130,12 +130,12 @@ impl HostInfo {
     /// for tests.
     #[cfg(test)]
     pub fn for_tests() -> Self {
-        let known_caps = CAP_NAMES.to_vec();
+        let known_caps = cap_names();
         Self {
             caps: known_caps
                 .iter()
-                .copied()
                 .filter(|c| *c != "CAP_SYS_RESOURCE")
+                .cloned()
                 .collect(),
             known_caps,
             ncpus: 2,
@@ -170,10 +170,10 @@ mod tests {
         let host = HostInfo::detect();
         assert!(host.ncpus >= 1);
         assert!(!host.cpus.is_empty(), "{host:?}");
-        assert!(host.known_caps.contains(&"CAP_CHOWN"));
+        assert!(host.known_caps.iter().any(|c| c == "CAP_CHOWN"));
         // The tests run as root: the daemon's set holds at least the default capabilities.
         if rustix::process::geteuid().is_root() {
-            assert!(host.caps.contains(&"CAP_SYS_ADMIN"), "{host:?}");
+            assert!(host.caps.iter().any(|c| c == "CAP_SYS_ADMIN"), "{host:?}");
         }
     }
 }
