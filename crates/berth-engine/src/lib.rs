@@ -14,6 +14,7 @@ pub mod filters;
 pub mod images;
 pub mod system;
 pub mod time;
+pub mod userns;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub struct EngineConfig {
     pub init: PathBuf,
     /// The cgroup parent of containers.
     pub cgroup_parent: String,
+    /// `userns-remap`: container root becomes an unprivileged host id (see [`userns`]); the images, layers,
+    /// containers and volumes of a mapping live under their own data root, `<data-root>/<uid>.<gid>`.
+    pub userns_remap: Option<String>,
 }
 
 /// Opening the engine failed.
@@ -65,6 +69,9 @@ pub enum EngineError {
     /// The container service cannot start.
     #[error(transparent)]
     Containers(#[from] containers::ContainerError),
+    /// `userns-remap` names no usable mapping.
+    #[error("userns-remap: {0}")]
+    Userns(#[from] userns::UsernsError),
 }
 
 /// The engine: state, events and services, shared by every request.
@@ -82,7 +89,21 @@ pub struct Engine {
 impl Engine {
     /// Opens the data root: creates it, opens the database, the image store, and reconciles them (images the
     /// store holds that the database never committed — an interrupted pull or load — are removed).
-    pub async fn open(config: EngineConfig) -> Result<Self, EngineError> {
+    pub async fn open(mut config: EngineConfig) -> Result<Self, EngineError> {
+        let remap = match &config.userns_remap {
+            Some(spec) => {
+                // BERTH_ETC_DIR points the lookup (passwd, group, subuid, subgid) at another directory: for tests
+                // and for hosts whose id files live elsewhere.
+                let files = match std::env::var_os("BERTH_ETC_DIR") {
+                    Some(dir) => userns::IdFiles::in_dir(std::path::Path::new(&dir)),
+                    None => userns::IdFiles::system(),
+                };
+                let remap = userns::Remap::resolve(spec, &files)?;
+                config.data_root = config.data_root.join(remap.dir_name());
+                Some(Arc::new(remap))
+            }
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_root).map_err(|source| EngineError::DataRoot {
             path: config.data_root.clone(),
             source,
@@ -104,6 +125,7 @@ impl Engine {
                 monitor: config.monitor.clone(),
                 init: config.init.clone(),
                 cgroup_parent: config.cgroup_parent.clone(),
+                remap,
             },
             db.clone(),
             events.clone(),
@@ -164,6 +186,7 @@ impl Engine {
             root_dir: self.config.data_root.display().to_string(),
             images: self.images.count().unwrap_or(0),
             containers: self.containers.counts(),
+            userns_layers: self.containers.layer_mode().map(containers::LayerMode::describe),
             debug: self.config.debug,
             insecure_registries: self.config.insecure_registries.clone(),
             event_listeners,

@@ -137,6 +137,8 @@ pub struct InfoInputs {
     pub images: i64,
     /// Containers: (total, running, paused, stopped).
     pub containers: (i64, i64, i64, i64),
+    /// With `userns-remap`: how remapped containers see image layers ("idmapped mounts", "shifted unpack").
+    pub userns_layers: Option<&'static str>,
     /// Debug mode.
     pub debug: bool,
     /// Registries marked insecure.
@@ -188,6 +190,10 @@ pub fn info(i: InfoInputs) -> SystemInfo {
             vec!["Supports d_type".to_string(), "true".to_string()],
             vec!["Using metacopy".to_string(), "false".to_string()],
             vec!["Native Overlay Diff".to_string(), "true".to_string()],
+            vec![
+                "Userns layers".to_string(),
+                i.userns_layers.unwrap_or("not remapped").to_string(),
+            ],
         ]),
         docker_root_dir: Some(i.root_dir),
         plugins: Some(PluginsInfo {
@@ -245,7 +251,11 @@ pub fn info(i: InfoInputs) -> SystemInfo {
         }),
         // Containers outlive the daemon (their monitors do), always.
         live_restore_enabled: Some(true),
-        security_options: Some(vec!["name=seccomp,profile=builtin".to_string()]),
+        security_options: Some(
+            std::iter::once("name=seccomp,profile=builtin".to_string())
+                .chain(i.userns_layers.map(|_| "name=userns".to_string()))
+                .collect(),
+        ),
         warnings: Some(vec![]),
         ..Default::default()
     }

@@ -59,6 +59,7 @@ fn put_spec(
         pid: NsMode::Private,
         uts: NsMode::Private,
         init: None,
+        userns: None,
     };
     let built = spec::build(&input).unwrap_or_else(|e| panic!("build: {e}"));
     *bundle.spec_mut() = built;

@@ -101,6 +101,9 @@ pub struct FileConfig {
     /// `cgroup-parent`.
     #[serde(rename = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
+    /// `userns-remap`.
+    #[serde(rename = "userns-remap")]
+    pub userns_remap: Option<String>,
 }
 
 /// The command line.
@@ -159,6 +162,10 @@ pub struct Flags {
     /// The parent cgroup of containers.
     #[arg(long = "cgroup-parent", value_name = "PATH")]
     pub cgroup_parent: Option<String>,
+    /// Map container root to an unprivileged range of host ids: "default" (user berthremap), USER, USER:GROUP,
+    /// UID or UID:GID, with their ranges from /etc/subuid and /etc/subgid.
+    #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
 }
 
 /// Where to listen.
@@ -235,6 +242,8 @@ pub struct Config {
     pub exec_root: PathBuf,
     /// The cgroup parent of containers.
     pub cgroup_parent: String,
+    /// `userns-remap` as given (absent or empty: off).
+    pub userns_remap: Option<String>,
 }
 
 impl Config {
@@ -256,6 +265,11 @@ impl Config {
             }
         };
         pick("hosts", !flags.hosts.is_empty(), file.hosts.is_some());
+        pick(
+            "userns-remap",
+            flags.userns_remap.is_some(),
+            file.userns_remap.is_some(),
+        );
         pick("data-root", flags.data_root.is_some(), file.data_root.is_some());
         pick("pidfile", flags.pidfile.is_some(), file.pidfile.is_some());
         pick(
@@ -354,9 +368,15 @@ impl Config {
             .clone()
             .or(file.cgroup_parent.clone())
             .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
+        let userns_remap = flags
+            .userns_remap
+            .clone()
+            .or(file.userns_remap.clone())
+            .filter(|s| !s.trim().is_empty());
         Ok(Self {
             exec_root,
             cgroup_parent,
+            userns_remap,
             hosts,
             data_root: flags
                 .data_root

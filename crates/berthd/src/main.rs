@@ -103,6 +103,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         monitor: helper_binary("berth-monitor")?,
         init: helper_binary("berth-init")?,
         cgroup_parent: config.cgroup_parent.clone(),
+        userns_remap: config.userns_remap.clone(),
     })
     .await
     .context("cannot open the engine")?;

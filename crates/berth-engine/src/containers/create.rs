@@ -54,6 +54,24 @@ impl ContainerService {
         let (image_id, image_cfg, lowers) = self.images.for_container(&image_name)?;
         let image_cfg: ContainerConfig = serde_json::from_value(image_cfg).unwrap_or_default();
         spec::validate(&config, &host).map_err(|e| ContainerError::Invalid(e.to_string()))?;
+        match host.userns_mode.as_deref() {
+            None | Some("") | Some("host") => {}
+            Some(other) => {
+                return Err(ContainerError::Invalid(format!(
+                    "invalid user namespace mode {other:?}: only \"host\" is supported"
+                )));
+            }
+        }
+        if self.cfg.remap.is_some()
+            && host.privileged == Some(true)
+            && host.userns_mode.as_deref() != Some("host")
+        {
+            return Err(ContainerError::Invalid(
+                "privileged mode is incompatible with user namespaces. You must run the container in the host \
+                 namespace (--userns=host) when running privileged mode"
+                    .into(),
+            ));
+        }
         let mut config =
             spec::merge_config(&config, &image_cfg).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let mut argv =
@@ -143,6 +161,9 @@ impl ContainerService {
             std::fs::create_dir_all(&cdir)
                 .map_err(|e| ContainerError::System(format!("cannot create {}: {e}", cdir.display())))?;
             write_etc_files(&cdir, config.hostname.as_deref().unwrap_or(""), &network, &host)?;
+            if let Some(remap) = self.remap_for(&host) {
+                give_to_mapped_root(&ly, &cdir, remap)?;
+            }
             let mut mounts = Vec::new();
             for r in &requests {
                 let mut mp = MountPoint {
@@ -170,6 +191,14 @@ impl ContainerService {
                             .create_referenced(req, &id)
                             .map_err(|e| ContainerError::Invalid(e.to_string()))?;
                         if created {
+                            if let Some(remap) = self.remap_for(&host) {
+                                // As docker: a new volume belongs to the container's root; a bind keeps its owner.
+                                let (uid, gid) = remap.root();
+                                let data = std::path::Path::new(&v.mountpoint);
+                                std::os::unix::fs::lchown(data, Some(uid), Some(gid)).map_err(|e| {
+                                    ContainerError::System(format!("cannot chown {}: {e}", data.display()))
+                                })?;
+                            }
                             made_volumes.push(v.name.clone());
                         } else {
                             referenced.push(v.name.clone());
@@ -224,6 +253,29 @@ impl ContainerService {
         }
         Ok(ContainerCreateResponse { id, warnings })
     }
+}
+
+/// A remapped container's own files belong to its mapped root: the writable layer, overlay's work directories,
+/// the init layer's placeholders and the `/etc` files bind-mounted over them.
+fn give_to_mapped_root(
+    ly: &super::layers::ContainerLayers,
+    cdir: &std::path::Path,
+    remap: &crate::userns::Remap,
+) -> Result<()> {
+    let (uid, gid) = remap.root();
+    let own = |p: &std::path::Path| {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+            .map_err(|e| ContainerError::System(format!("cannot chown {}: {e}", p.display())))
+    };
+    own(&ly.upper())?;
+    own(&ly.dir().join("work"))?;
+    own(&ly.init_dir().join("work"))?;
+    super::idmap::shift_tree(&ly.init_dir().join("diff"), &remap.uids, &remap.gids)
+        .map_err(|e| ContainerError::System(e.to_string()))?;
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        own(&cdir.join(f))?;
+    }
+    Ok(())
 }
 
 /// Splits the create body into docker's `Config` and `HostConfig`.

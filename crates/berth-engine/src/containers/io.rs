@@ -181,8 +181,9 @@ impl ContainerService {
         let rec = e.snapshot();
         let ly = self.layers(&rec.id);
         let mounted_here = !rec.state.status.is_running() && !super::layers::is_mount_point(&ly.merged());
+        let svc = self.clone();
         tokio::task::spawn_blocking(move || -> Result<T> {
-            let root = ly.mount(&rec.lowers)?;
+            let root = svc.mount_root(&rec)?;
             let r = f(&rec, &root);
             if mounted_here {
                 let _ = ly.unmount();

@@ -84,13 +84,13 @@ impl ContainerService {
             _ => {}
         }
         match self.launch(e, &rec).await {
-            Ok((spawned, monitor_pid)) => {
+            Ok((spawned, monitor_pid, started_at)) => {
                 let snap = {
                     let mut r = e.rec();
                     r.state.status = Status::Running;
                     r.state.pid = spawned;
                     r.state.monitor_pid = monitor_pid;
-                    r.state.started_at = now_nanos();
+                    r.state.started_at = started_at;
                     r.state.exit_code = 0;
                     r.state.error.clear();
                     r.state.oom_killed = false;
@@ -143,17 +143,16 @@ impl ContainerService {
 
     /// Mounts the root, writes the bundle, starts the monitor (which creates the container), connects waiting
     /// attaches, and starts the program.
-    async fn launch(self: &Arc<Self>, e: &Arc<Entry>, rec: &Record) -> Result<(i64, i64)> {
+    async fn launch(self: &Arc<Self>, e: &Arc<Entry>, rec: &Record) -> Result<(i64, i64, i64)> {
         let id = rec.id.clone();
         let run = self.run_dir(&id);
         let _ = std::fs::remove_dir_all(&run);
         std::fs::create_dir_all(&run)
             .map_err(|err| ContainerError::System(format!("cannot create {}: {err}", run.display())))?;
-        let ly = self.layers(&id);
         let merged = {
-            let ly = ly.clone();
-            let lowers = rec.lowers.clone();
-            tokio::task::spawn_blocking(move || ly.mount(&lowers))
+            let svc = self.clone();
+            let rec = rec.clone();
+            tokio::task::spawn_blocking(move || svc.mount_root(&rec))
                 .await
                 .map_err(|err| ContainerError::System(err.to_string()))??
         };
@@ -206,6 +205,9 @@ impl ContainerService {
             pid,
             uts,
             init: use_init.then_some(self.cfg.init.as_path()),
+            userns: self
+                .remap_for(hc)
+                .map(|r| (r.oci_uid_mappings(), r.oci_gid_mappings())),
         };
         let oci = spec::build(&input).map_err(|err| ContainerError::Invalid(err.to_string()))?;
         let config = run.join("config.json");
@@ -241,6 +243,8 @@ impl ContainerService {
                 let _ = p.tx.send(s);
             }
         }
+        // Taken before the program runs: a program that ends at once must not finish before it started.
+        let started_at = now_nanos();
         if let Err(err) = monitor::start(&run).await {
             // The monitor deletes the container and exits; wait for that so nothing is left mounted under it.
             let _ = tokio::time::timeout(Duration::from_secs(10), monitor::wait(&run)).await;
@@ -258,7 +262,7 @@ impl ContainerService {
                 ));
             }
         }
-        Ok((spawned.pid, spawned.monitor_pid))
+        Ok((spawned.pid, spawned.monitor_pid, started_at))
     }
 
     /// The cgroup of a container: `<parent>/<id>`, the parent from `--cgroup-parent` or the daemon's.
@@ -349,7 +353,9 @@ impl ContainerService {
             return;
         }
         self.cleanup_run(&rec).await;
-        let finished = crate::time::parse_rfc3339(&exit.finished_at).unwrap_or_else(now_nanos);
+        let finished = crate::time::parse_rfc3339(&exit.finished_at)
+            .unwrap_or_else(now_nanos)
+            .max(rec.state.started_at);
         let snap = {
             let mut r = e.rec();
             r.state.status = Status::Exited;

@@ -8,6 +8,7 @@
 //! daemon was away.
 
 pub mod archive;
+pub mod idmap;
 pub mod layers;
 pub mod logs;
 pub mod monitor;
@@ -123,6 +124,27 @@ pub struct ContainerConfig {
     pub init: PathBuf,
     /// The cgroup parent of containers (`/berth`).
     pub cgroup_parent: String,
+    /// The daemon's `userns-remap` mapping.
+    pub remap: Option<Arc<crate::userns::Remap>>,
+}
+
+/// How a remapped container sees the image's layers as owned by its mapped ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerMode {
+    /// Idmapped mounts of the layer directories (the layers stay owned by the host's ids).
+    Idmapped,
+    /// The layers' owners were shifted once, on first use (a `shifted` marker in the layer's directory).
+    Shifted,
+}
+
+impl LayerMode {
+    /// As `berth info` shows it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Idmapped => "idmapped mounts",
+            Self::Shifted => "shifted unpack",
+        }
+    }
 }
 
 /// What waiters watch: changes whenever the container starts, exits or is removed.
@@ -195,6 +217,10 @@ pub struct ContainerService {
     pub(crate) execs: ExecService,
     /// Serialises name reservation in create and rename.
     pub(crate) names: tokio::sync::Mutex<()>,
+    /// With `userns-remap`: a user namespace with the mapping (for idmapped mounts) and the layer mode.
+    pub(crate) userns: Option<(idmap::UserNs, LayerMode)>,
+    /// Serialises the one-time shift of layers.
+    pub(crate) shift_lock: Mutex<()>,
 }
 
 impl ContainerService {
@@ -215,7 +241,26 @@ impl ContainerService {
             std::fs::create_dir_all(d)
                 .map_err(|e| ContainerError::System(format!("cannot create {}: {e}", d.display())))?;
         }
+        let userns = match &cfg.remap {
+            Some(remap) => {
+                let ns = idmap::UserNs::new(&remap.uids, &remap.gids)
+                    .map_err(|e| ContainerError::System(format!("userns-remap: {e}")))?;
+                // BERTH_USERNS_LAYERS=shifted forces the fallback (to test and measure it where idmapped mounts
+                // work).
+                let forced_shift = std::env::var("BERTH_USERNS_LAYERS").is_ok_and(|v| v == "shifted");
+                let mode = if !forced_shift && idmap::supported(&cfg.data_root, &ns) {
+                    LayerMode::Idmapped
+                } else {
+                    LayerMode::Shifted
+                };
+                tracing::info!(mapping = %remap.dir_name(), layers = mode.describe(), "user namespace remapping");
+                Some((ns, mode))
+            }
+            None => None,
+        };
         let svc = Arc::new(Self {
+            userns,
+            shift_lock: Mutex::new(()),
             layers_root: cfg.data_root.join("overlay2"),
             cfg,
             db,
@@ -338,6 +383,57 @@ impl ContainerService {
             }
         }
         c
+    }
+
+    /// How remapped containers see image layers (None without `userns-remap`).
+    pub fn layer_mode(&self) -> Option<LayerMode> {
+        self.userns.as_ref().map(|(_, m)| *m)
+    }
+
+    /// The mapping a container with `host` runs under: the daemon's, unless it asked for `--userns=host`.
+    pub(crate) fn remap_for(
+        &self,
+        host: &bollard_stubs::models::HostConfig,
+    ) -> Option<&crate::userns::Remap> {
+        if host.userns_mode.as_deref() == Some("host") {
+            return None;
+        }
+        self.cfg.remap.as_deref()
+    }
+
+    /// Mounts the container's root (already mounted is fine): image layers idmapped or shifted for a remapped
+    /// container, then the init and writable layers. Blocking.
+    pub(crate) fn mount_root(&self, rec: &Record) -> Result<PathBuf> {
+        let ly = self.layers(&rec.id);
+        if layers::is_mount_point(&ly.merged()) {
+            return Ok(ly.merged());
+        }
+        let sys = |e: idmap::IdmapError| ContainerError::System(e.to_string());
+        match (self.remap_for(&rec.host_config), &self.userns) {
+            (Some(_), Some((ns, LayerMode::Idmapped))) => {
+                let at = ly.dir().join("idmap");
+                let attached = idmap::attach(&rec.lowers, ns, &at).map_err(sys)?;
+                let mounted = ly.mount(&attached);
+                // The overlay holds its lower layers; the attached idmapped mounts are no longer needed.
+                let _ = idmap::detach(&at);
+                Ok(mounted?)
+            }
+            (Some(remap), Some((_, LayerMode::Shifted))) => {
+                let _guard = self.shift_lock.lock().unwrap_or_else(PoisonError::into_inner);
+                for diff in &rec.lowers {
+                    let marker = diff.parent().map(|p| p.join("shifted")).unwrap_or_default();
+                    if marker.exists() {
+                        continue;
+                    }
+                    idmap::shift_tree(diff, &remap.uids, &remap.gids).map_err(sys)?;
+                    std::fs::write(&marker, remap.dir_name()).map_err(|e| {
+                        ContainerError::System(format!("cannot write {}: {e}", marker.display()))
+                    })?;
+                }
+                Ok(ly.mount(&rec.lowers)?)
+            }
+            _ => Ok(ly.mount(&rec.lowers)?),
+        }
     }
 
     /// The directory of the container's bundle and monitor.

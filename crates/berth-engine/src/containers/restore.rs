@@ -38,6 +38,19 @@ impl ContainerService {
                 let _ = self.layers(&id).remove();
             }
         }
+        // The exec root is shared by every `userns-remap` mapping (and none): a running container this data root
+        // does not know belongs to another mapping, and switching while it runs would orphan it.
+        if let Ok(rd) = std::fs::read_dir(&self.dirs.run) {
+            for ent in rd.flatten() {
+                let id = ent.file_name().to_string_lossy().into_owned();
+                if !known.contains(&id) && monitor::alive(&ent.path()).await {
+                    return Err(super::ContainerError::Conflict(format!(
+                        "container {id} of another user-namespace mapping (or of none) is still running: stop and \
+                         remove the containers of the previous userns-remap setting before changing it"
+                    )));
+                }
+            }
+        }
         for dir in [&self.dirs.containers, &self.dirs.run] {
             let Ok(rd) = std::fs::read_dir(dir) else { continue };
             for ent in rd.flatten() {

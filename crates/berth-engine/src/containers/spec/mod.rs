@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::{ContainerConfig, HostConfig, HostConfigCgroupnsModeEnum};
-use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec};
 
 pub use error::{MountProblem, SpecError};
 pub use host::HostInfo;
@@ -107,6 +107,8 @@ pub struct SpecInput<'a> {
     /// The init (`berth-init`) to bind at `/sbin/docker-init` and run the command under; ignored unless the
     /// PID namespace is private, as in docker.
     pub init: Option<&'a Path>,
+    /// A user namespace with these uid and gid mappings (the daemon's `userns-remap`), or none.
+    pub userns: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
 /// docker's default masked paths.
@@ -218,7 +220,12 @@ pub fn build_on(input: &SpecInput, info: &HostInfo) -> Result<Spec, SpecError> {
     let rlimits = resources::rlimits(host)?;
     proc.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
     proc.set_no_new_privileges(security.no_new_privileges.then_some(true));
-    proc.set_oom_score_adj(host.oom_score_adj.and_then(|v| i32::try_from(v).ok()));
+    // As dockerd: only an explicit, non-zero --oom-score-adj is written (0, the clients' default, inherits).
+    proc.set_oom_score_adj(
+        host.oom_score_adj
+            .filter(|v| *v != 0)
+            .and_then(|v| i32::try_from(v).ok()),
+    );
     proc.set_apparmor_profile(None);
     proc.set_selinux_label(None);
 
@@ -241,6 +248,9 @@ pub fn build_on(input: &SpecInput, info: &HostInfo) -> Result<Spec, SpecError> {
 
     // Namespaces.
     let mut namespaces = vec![namespace(LinuxNamespaceType::Mount, None)];
+    if input.userns.is_some() {
+        namespaces.push(namespace(LinuxNamespaceType::User, None));
+    }
     push_ns(&mut namespaces, LinuxNamespaceType::Network, &input.net);
     push_ns(&mut namespaces, LinuxNamespaceType::Uts, &input.uts);
     push_ns(&mut namespaces, LinuxNamespaceType::Pid, &input.pid);
@@ -257,8 +267,8 @@ pub fn build_on(input: &SpecInput, info: &HostInfo) -> Result<Spec, SpecError> {
     // Linux.
     let mut linux = Linux::default();
     linux.set_namespaces(Some(namespaces));
-    linux.set_uid_mappings(None);
-    linux.set_gid_mappings(None);
+    linux.set_uid_mappings(input.userns.as_ref().map(|(u, _)| u.clone()));
+    linux.set_gid_mappings(input.userns.as_ref().map(|(_, g)| g.clone()));
     let masked = match &host.masked_paths {
         Some(paths) => paths.clone(),
         None if privileged => Vec::new(),
@@ -276,7 +286,7 @@ pub fn build_on(input: &SpecInput, info: &HostInfo) -> Result<Spec, SpecError> {
     res.set_devices(Some(device_rules));
     linux.set_resources(Some(res));
     linux.set_devices(Some(devices));
-    let sysctl = resources::sysctls(host, input.net == NsMode::Private, info)?;
+    let sysctl = resources::sysctls(host, input.net == NsMode::Private, input.userns.is_some(), info)?;
     linux.set_sysctl((!sysctl.is_empty()).then_some(sysctl));
     let seccomp = match (&security.seccomp, privileged) {
         (validate::SeccompChoice::Unconfined, _) => None,

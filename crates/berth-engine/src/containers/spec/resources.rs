@@ -121,16 +121,18 @@ pub fn check_sysctls(host: &HostConfig) -> Result<(), SpecError> {
 }
 
 /// The sysctls of the spec: docker's defaults for a container with its own network namespace (unprivileged ping,
-/// low ports), then `--sysctl`, which wins.
+/// low ports), then `--sysctl`, which wins. In a remapped user namespace the ping range is left alone, as docker
+/// does: it may only name groups the namespace maps.
 pub fn sysctls(
     host: &HostConfig,
     own_net: bool,
+    remapped: bool,
     info: &HostInfo,
 ) -> Result<HashMap<String, String>, SpecError> {
     check_sysctls(host)?;
     let mut out = HashMap::new();
     if own_net {
-        if info.ping_group_range {
+        if info.ping_group_range && !remapped {
             out.insert(
                 "net.ipv4.ping_group_range".to_string(),
                 "0 2147483647".to_string(),
@@ -771,6 +773,7 @@ mod tests {
                 None,
             ),
             true,
+            false,
             &info(),
         )
         .unwrap();
@@ -780,7 +783,12 @@ mod tests {
             "the request wins over the defaults"
         );
         assert_eq!(s["net.ipv4.ip_unprivileged_port_start"], "0");
-        let host_net = sysctls(&HostConfig::default(), false, &info()).unwrap();
+        let host_net = sysctls(&HostConfig::default(), false, false, &info()).unwrap();
+        let remapped = sysctls(&HostConfig::default(), true, true, &info()).unwrap();
+        assert!(
+            !remapped.contains_key("net.ipv4.ping_group_range"),
+            "{remapped:?}"
+        );
         assert!(
             host_net.is_empty(),
             "no defaults without an own network namespace"

@@ -72,6 +72,7 @@ fn build_with<'a>(
         pid: NsMode::Private,
         uts: NsMode::Private,
         init: None,
+        userns: None,
     };
     tweak(&mut input);
     build_on(&input, &f.info)
@@ -428,6 +429,7 @@ fn invalid_requests_fail_the_build() {
         pid: NsMode::Private,
         uts: NsMode::Private,
         init: None,
+        userns: None,
     };
     assert!(matches!(build_on(&input, &f.info), Err(SpecError::NoCommand)));
 }
