@@ -222,6 +222,36 @@ pub fn reader_body(r: impl AsyncRead + Send + 'static) -> ReqBody {
     http_body_util::StreamBody::new(stream).boxed_unsync()
 }
 
+/// A request to `uri` with the headers every request carries (`Host`, the CLI's `User-Agent`).
+fn request(method: Method, uri: String) -> hyper::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "berth")
+        .header(
+            "user-agent",
+            format!("Berth-Client/{} (linux)", env!("CARGO_PKG_VERSION")),
+        )
+}
+
+/// A response's whole body (empty when reading it fails).
+async fn body_bytes(resp: Response<Incoming>) -> Bytes {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
+/// An error status as [`ClientError::Daemon`], with docker's `message` from a JSON body, else the body's text.
+fn daemon_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string());
+    ClientError::Daemon { status, message }
+}
+
 impl Client {
     /// A client for `endpoint`; TLS only for TCP endpoints when `tls` is given.
     pub fn new(endpoint: Endpoint, tls: Option<TlsOptions>) -> Result<Self, ClientError> {
@@ -283,6 +313,28 @@ impl Client {
         }
     }
 
+    /// A new connection with the HTTP/1 handshake done, its driver spawned (`upgrades`: able to hand the
+    /// connection over after `101 Switching Protocols`).
+    async fn handshake(
+        &self,
+        upgrades: bool,
+    ) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>, ClientError> {
+        let io = self.connect().await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        if upgrades {
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+        } else {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        Ok(sender)
+    }
+
     /// Sends a request to `/v<version><path>` (or `path` as is when it starts with `/_ping`).
     pub async fn send(
         &self,
@@ -291,26 +343,13 @@ impl Client {
         headers: &[(&str, String)],
         body: ReqBody,
     ) -> Result<Response<Incoming>, ClientError> {
-        let io = self.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = self.handshake(false).await?;
         let uri = if path.starts_with("/_ping") {
             path.to_string()
         } else {
             format!("/v{}{path}", self.version)
         };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "berth")
-            .header(
-                "user-agent",
-                format!("Berth-Client/{} (linux)", env!("CARGO_PKG_VERSION")),
-            );
+        let mut req = request(method, uri);
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -334,17 +373,8 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-        Err(ClientError::Daemon { status, message })
+        let bytes = body_bytes(resp).await;
+        Err(daemon_error(status, &bytes))
     }
 
     /// Sends a request that asks for an HTTP upgrade (`Connection: Upgrade`, `Upgrade: tcp`, as the docker CLI
@@ -357,21 +387,8 @@ impl Client {
         path: &str,
         body: ReqBody,
     ) -> Result<(Option<String>, TokioIo<hyper::upgrade::Upgraded>), ClientError> {
-        let io = self.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("/v{}{path}", self.version))
-            .header("host", "berth")
-            .header(
-                "user-agent",
-                format!("Berth-Client/{} (linux)", env!("CARGO_PKG_VERSION")),
-            )
+        let mut sender = self.handshake(true).await?;
+        let req = request(method, format!("/v{}{path}", self.version))
             .header("content-type", "application/json")
             .header("connection", "Upgrade")
             .header("upgrade", "tcp")
@@ -393,22 +410,13 @@ impl Client {
                 .map_err(|e| ClientError::Http(format!("the connection upgrade failed: {e}")))?;
             return Ok((content_type, TokioIo::new(upgraded)));
         }
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let bytes = body_bytes(resp).await;
         if status.is_success() {
             return Err(ClientError::Decode(format!(
                 "the daemon answered {status} instead of upgrading the connection"
             )));
         }
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-        Err(ClientError::Daemon { status, message })
+        Err(daemon_error(status, &bytes))
     }
 
     /// GETs JSON.

@@ -256,26 +256,33 @@ impl Format {
 /// line is not padded.
 pub fn tabwrite(lines: &[String]) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    align_cells(&rows, 10, true)
+}
+
+/// docker's tabwriter over rows of cells: each column as wide as its widest cell plus 3, at least `min`; the
+/// last cell of a line is not padded, and with `trim` white space at the end of a line is cut.
+pub fn align_cells<S: AsRef<str>>(rows: &[Vec<S>], min: usize, trim: bool) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; cols];
-    for r in &rows {
+    for r in rows {
         for (i, c) in r.iter().enumerate() {
             if i + 1 < r.len() {
-                widths[i] = widths[i].max(c.chars().count() + 3).max(10);
+                widths[i] = widths[i].max(c.as_ref().chars().count() + 3).max(min);
             }
         }
     }
     let mut out = String::new();
-    for r in &rows {
+    for r in rows {
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
+            let c = c.as_ref();
             if i + 1 < r.len() {
                 line.push_str(&format!("{c:<w$}", w = widths[i]));
             } else {
                 line.push_str(c);
             }
         }
-        out.push_str(line.trim_end());
+        out.push_str(if trim { line.trim_end() } else { &line });
         out.push('\n');
     }
     out

@@ -514,6 +514,46 @@ pub fn status_failure(status: i64) -> CmdResult {
     })
 }
 
+/// The path of `POST /containers/{id}/attach` for a stream of the chosen standard streams, with the detach keys
+/// (the daemon's default when `None`).
+pub fn attach_path(id: &str, stdin: bool, stdout: bool, stderr: bool, detach_keys: Option<&str>) -> String {
+    let on = |b: bool| if b { "1" } else { "" };
+    client::query(
+        &format!("/containers/{id}/attach"),
+        &[
+            ("stream", "1"),
+            ("stdin", on(stdin)),
+            ("stdout", on(stdout)),
+            ("stderr", on(stderr)),
+            ("detachKeys", detach_keys.unwrap_or("")),
+        ],
+    )
+}
+
+/// The end of an attached session (`attach`, `start -a`) once its stream `ended`: the terminal resizer and the
+/// signal proxy stop; a detach leaves the container running, otherwise its exit status becomes the CLI's.
+pub async fn finish(
+    ended: Result<Ended, Failure>,
+    resizer: Option<tokio::task::JoinHandle<()>>,
+    proxy: Option<tokio::task::JoinHandle<()>>,
+    wait: tokio::task::JoinHandle<Result<i64, Failure>>,
+) -> CmdResult {
+    if let Some(r) = resizer {
+        r.abort();
+    }
+    if let Some(p) = proxy {
+        p.abort();
+    }
+    if ended? == Ended::Detached {
+        wait.abort();
+        return Ok(());
+    }
+    let status = wait
+        .await
+        .map_err(|e| Failure::from(format!("waiting for the container failed: {e}")))??;
+    status_failure(status)
+}
+
 /// `attach`.
 pub async fn attach(ctx: &Ctx, a: AttachArgs) -> CmdResult {
     let c = ctx.client().await?;
@@ -552,17 +592,7 @@ pub async fn attach(ctx: &Ctx, a: AttachArgs) -> CmdResult {
     if stdin && tty && !std::io::stdin().is_terminal() {
         return Err(Failure::from("the input device is not a TTY"));
     }
-    let keys = a.detach_keys.clone().unwrap_or_default();
-    let path = client::query(
-        &format!("/containers/{id}/attach"),
-        &[
-            ("stream", "1"),
-            ("stdin", if stdin { "1" } else { "" }),
-            ("stdout", "1"),
-            ("stderr", "1"),
-            ("detachKeys", &keys),
-        ],
-    );
+    let path = attach_path(&id, stdin, true, true, a.detach_keys.as_deref());
     let wait = wait_for(&c, &id, "not-running").await;
     let h = hijack(&c, &path, client::empty(), tty).await?;
     let resizer = if tty {
@@ -581,20 +611,7 @@ pub async fn attach(ctx: &Ctx, a: AttachArgs) -> CmdResult {
         },
     )
     .await;
-    if let Some(r) = resizer {
-        r.abort();
-    }
-    if let Some(p) = proxy {
-        p.abort();
-    }
-    if ended? == Ended::Detached {
-        wait.abort();
-        return Ok(());
-    }
-    let status = wait
-        .await
-        .map_err(|e| Failure::from(format!("waiting for the container failed: {e}")))??;
-    status_failure(status)
+    finish(ended, resizer, proxy, wait).await
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@ use http_body_util::BodyExt as _;
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::attach::{self, Demux, Ended, StreamOpts};
+use super::attach::{self, Demux, StreamOpts};
 use super::run::{self, parse_nano_cpus, parse_ram, parse_swap};
+use super::util::{self, confirm, errors_result, print_inspect, s, short_id};
 use crate::client::{self, Client, ClientError, JsonLines};
-use crate::format::{Format, go_time, human_ago, human_size};
+use crate::format::{Format, align_cells, go_time, human_ago, human_size};
 use crate::{CmdResult, Ctx, Failure};
 
 /// `ps`, `container ls`.
@@ -393,48 +394,8 @@ pub async fn run(ctx: &Ctx, c: ContainerCommand) -> CmdResult {
 
 // ---- shared helpers ----
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
-}
-
 fn i(v: &Value, k: &str) -> i64 {
     v.get(k).and_then(Value::as_i64).unwrap_or(0)
-}
-
-/// Every error on its own line, exit 1; nothing when all went well.
-pub fn errors_result(errors: Vec<String>) -> CmdResult {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure {
-            message: errors.join("\n"),
-            code: 1,
-        })
-    }
-}
-
-/// Asks `prompt [y/N]` on the terminal.
-pub fn confirm(prompt: &str) -> bool {
-    print!("{prompt} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
-}
-
-/// Prints inspect results: a JSON array with docker's indent, or the template once per object.
-pub fn print_inspect(out: &[Value], format: &str) -> CmdResult {
-    if format.is_empty() {
-        println!("{}", super::pretty(&Value::Array(out.to_vec())));
-    } else {
-        let f = Format::parse(format, "")?;
-        for v in out {
-            println!("{}", f.render(v)?);
-        }
-    }
-    Ok(())
 }
 
 /// A POST with an empty body where `304 Not Modified` (already in that state) counts as success, as the docker
@@ -458,14 +419,6 @@ pub fn ellipsis(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max - 1).collect();
     out.push('…');
     out
-}
-
-fn short_id(id: &str, no_trunc: bool) -> String {
-    if no_trunc {
-        id.to_string()
-    } else {
-        id.trim_start_matches("sha256:").chars().take(12).collect()
-    }
 }
 
 // ---- ps ----
@@ -758,17 +711,7 @@ async fn start_attached(c: &Client, a: &StartArgs) -> CmdResult {
         .and_then(|h| h.get("AutoRemove"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let keys = a.detach_keys.clone().unwrap_or_default();
-    let path = client::query(
-        &format!("/containers/{id}/attach"),
-        &[
-            ("stream", "1"),
-            ("stdin", if stdin { "1" } else { "" }),
-            ("stdout", "1"),
-            ("stderr", "1"),
-            ("detachKeys", &keys),
-        ],
-    );
+    let path = attach::attach_path(&id, stdin, true, true, a.detach_keys.as_deref());
     let h = attach::hijack(c, &path, client::empty(), tty).await?;
     let pump = tokio::spawn(attach::stream(
         h,
@@ -780,15 +723,7 @@ async fn start_attached(c: &Client, a: &StartArgs) -> CmdResult {
         },
     ));
     let wait = attach::wait_for(c, &id, if auto_remove { "removed" } else { "next-exit" }).await;
-    if let Err(e) = c
-        .call(
-            Method::POST,
-            &format!("/containers/{id}/start"),
-            &[],
-            client::empty(),
-        )
-        .await
-    {
+    if let Err(e) = util::start_container(c, &id).await {
         pump.abort();
         wait.abort();
         return Err(Failure::from(e));
@@ -802,55 +737,36 @@ async fn start_attached(c: &Client, a: &StartArgs) -> CmdResult {
     let ended = pump
         .await
         .map_err(|e| Failure::from(format!("the attach stream failed: {e}")))?;
-    if let Some(r) = resizer {
-        r.abort();
-    }
-    if let Some(p) = &proxy {
-        p.abort();
-    }
-    if ended? == Ended::Detached {
-        wait.abort();
-        return Ok(());
-    }
-    let status = wait
-        .await
-        .map_err(|e| Failure::from(format!("waiting for the container failed: {e}")))??;
-    attach::status_failure(status)
+    attach::finish(ended, resizer, proxy, wait).await
 }
 
 /// `stop` and `restart` (`verb`).
 pub async fn stop(ctx: &Ctx, a: StopArgs, verb: &str) -> CmdResult {
     let c = ctx.client().await?;
     let t = a.timeout.map(|t| t.to_string()).unwrap_or_default();
-    let mut errors = Vec::new();
-    for n in &a.containers {
+    util::each_name(&a.containers, async |n| {
         let path = client::query(
             &format!("/containers/{n}/{verb}"),
             &[("t", &t), ("signal", a.signal.as_deref().unwrap_or(""))],
         );
-        match post_ok(&c, &path).await {
-            Ok(()) => println!("{n}"),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    errors_result(errors)
+        post_ok(&c, &path).await
+    })
+    .await
 }
 
 /// `kill`.
 pub async fn kill(ctx: &Ctx, a: KillArgs) -> CmdResult {
     let c = ctx.client().await?;
-    let mut errors = Vec::new();
-    for n in &a.containers {
+    util::each_name(&a.containers, async |n| {
         let path = client::query(
             &format!("/containers/{n}/kill"),
             &[("signal", a.signal.as_deref().unwrap_or(""))],
         );
-        match c.call(Method::POST, &path, &[], client::empty()).await {
-            Ok(_) => println!("{n}"),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    errors_result(errors)
+        c.call(Method::POST, &path, &[], client::empty())
+            .await
+            .map(|_| ())
+    })
+    .await
 }
 
 /// `rm`.
@@ -883,22 +799,13 @@ pub async fn rm(ctx: &Ctx, a: RmArgs) -> CmdResult {
 /// `pause` / `unpause` (`verb`).
 pub async fn pause(ctx: &Ctx, a: ContainersArgs, verb: &str) -> CmdResult {
     let c = ctx.client().await?;
-    let mut errors = Vec::new();
-    for n in &a.containers {
-        match c
-            .call(
-                Method::POST,
-                &format!("/containers/{n}/{verb}"),
-                &[],
-                client::empty(),
-            )
+    util::each_name(&a.containers, async |n| {
+        let path = format!("/containers/{n}/{verb}");
+        c.call(Method::POST, &path, &[], client::empty())
             .await
-        {
-            Ok(_) => println!("{n}"),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    errors_result(errors)
+            .map(|_| ())
+    })
+    .await
 }
 
 /// `rename`.
@@ -968,12 +875,7 @@ pub async fn inspect_any(ctx: &Ctx, a: AnyInspectArgs) -> CmdResult {
     let kinds: Vec<&str> = match a.kind.as_deref() {
         None | Some("") => vec!["container", "image", "volume"],
         Some(k @ ("container" | "image" | "volume")) => vec![k],
-        Some(k) => {
-            return Err(Failure {
-                message: format!("\"{k}\" is not a valid value for --type"),
-                code: 125,
-            });
-        }
+        Some(k) => return Err(util::invalid_type(k)),
     };
     let c = ctx.client().await?;
     let mut out = Vec::new();
@@ -1008,33 +910,6 @@ pub async fn inspect_any(ctx: &Ctx, a: AnyInspectArgs) -> CmdResult {
 
 // ---- top ----
 
-/// docker's tabwriter for `top`: cells padded by 3 to at least 20 columns, the last cell not padded.
-pub fn tabwrite_min(lines: &[Vec<String>], min: usize) -> String {
-    let cols = lines.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; cols];
-    for r in lines {
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                widths[i] = widths[i].max(c.chars().count() + 3).max(min);
-            }
-        }
-    }
-    let mut out = String::new();
-    for r in lines {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}", w = widths[i]));
-            } else {
-                line.push_str(c);
-            }
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
 /// `top`.
 pub async fn top(ctx: &Ctx, a: TopArgs) -> CmdResult {
     let c = ctx.client().await?;
@@ -1058,7 +933,7 @@ pub async fn top(ctx: &Ctx, a: TopArgs) -> CmdResult {
     {
         lines.push(strs(p));
     }
-    print!("{}", tabwrite_min(&lines, 20));
+    print!("{}", align_cells(&lines, 20, false));
     Ok(())
 }
 
@@ -1326,76 +1201,25 @@ pub async fn update(ctx: &Ctx, a: UpdateArgs) -> CmdResult {
         ));
     };
     let c = ctx.client().await?;
-    let mut errors = Vec::new();
-    for n in &a.containers {
-        match c
+    util::each_name(&a.containers, async |n| {
+        let resp = c
             .call(
                 Method::POST,
                 &format!("/containers/{n}/update"),
                 &[("content-type", "application/json".to_string())],
                 client::full(body.to_string()),
             )
-            .await
-        {
-            Ok(resp) => {
-                let v = client::body_json(resp).await.unwrap_or_default();
-                for w in v.get("Warnings").and_then(|w| w.as_array()).into_iter().flatten() {
-                    eprintln!("{}", w.as_str().unwrap_or(""));
-                }
-                println!("{n}");
-            }
-            Err(e) => errors.push(e.to_string()),
+            .await?;
+        let v = client::body_json(resp).await.unwrap_or_default();
+        for w in v.get("Warnings").and_then(|w| w.as_array()).into_iter().flatten() {
+            eprintln!("{}", w.as_str().unwrap_or(""));
         }
-    }
-    errors_result(errors)
+        Ok::<(), ClientError>(())
+    })
+    .await
 }
 
 // ---- export / diff ----
-
-async fn body_to(resp: hyper::Response<hyper::body::Incoming>, out: Option<&Path>, what: &str) -> CmdResult {
-    let mut body = resp.into_body();
-    match out {
-        Some(p) => {
-            let tmp = p.with_file_name(format!(
-                ".{}.berth-tmp",
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let mut f =
-                std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-            let r: CmdResult = async {
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| format!("the {what} stream broke: {e}"))?;
-                    if let Ok(d) = frame.into_data() {
-                        f.write_all(&d)
-                            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                    }
-                }
-                f.sync_all()
-                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                std::fs::rename(&tmp, p).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
-                Ok(())
-            }
-            .await;
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            r
-        }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| format!("the {what} stream broke: {e}"))?;
-                if let Ok(d) = frame.into_data() {
-                    stdout.write_all(&d)?;
-                }
-            }
-            stdout.flush()?;
-            Ok(())
-        }
-    }
-}
 
 /// `export`.
 pub async fn export(ctx: &Ctx, a: ExportArgs) -> CmdResult {
@@ -1413,7 +1237,7 @@ pub async fn export(ctx: &Ctx, a: ExportArgs) -> CmdResult {
             client::empty(),
         )
         .await?;
-    body_to(resp, a.output.as_deref(), "export").await
+    util::write_body(resp, a.output.as_deref(), "export", "tmp").await
 }
 
 /// `diff`.
@@ -1588,30 +1412,10 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs, asked: bool) -> Result<i64, Failure>
     {
         return Ok(0);
     }
-    let c = ctx.client().await?;
-    let path = client::query(
-        "/containers/prune",
-        &[("filters", &super::filters_json(&a.filter)?)],
-    );
-    let resp = c.call(Method::POST, &path, &[], client::empty()).await?;
-    let v = client::body_json(resp).await?;
-    let deleted: Vec<&str> = v
-        .get("ContainersDeleted")
-        .and_then(|x| x.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Containers:");
-        for d in deleted {
-            println!("{d}");
-        }
-        println!();
-    }
-    let space = i(&v, "SpaceReclaimed");
-    if !asked {
-        println!("Total reclaimed space: {}", human_size(space));
-    }
-    Ok(space)
+    util::prune(ctx, "/containers/prune", &a.filter, asked, |v| {
+        util::print_deleted_names(v, "ContainersDeleted", "Deleted Containers:");
+    })
+    .await
 }
 
 // ---- cp ----
@@ -1854,7 +1658,7 @@ async fn cp_from(ctx: &Ctx, a: &CpArgs, container: &str, src: &str, dst: &str) -
     let stat = path_stat(resp.headers()).unwrap_or_default();
     let is_dir = stat.get("mode").and_then(Value::as_u64).unwrap_or(0) & GO_MODE_DIR != 0;
     if dst == "-" {
-        return body_to(resp, None, "copy").await;
+        return util::write_body(resp, None, "copy", "tmp").await;
     }
     let mut dst_path = local_abs(dst);
     let (_, mut src_base) = split_dir_entry(&src_path);
@@ -2090,7 +1894,7 @@ mod tests {
             vec!["root".to_string(), "6638".to_string(), "sleep 1000".to_string()],
         ];
         assert_eq!(
-            tabwrite_min(&lines, 20),
+            align_cells(&lines, 20, false),
             format!(
                 "UID{}PID{}CMD\nroot{}6638{}sleep 1000\n",
                 " ".repeat(17),

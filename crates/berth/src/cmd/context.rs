@@ -286,14 +286,7 @@ fn rm(ctx: &Ctx, a: RmArgs) -> CmdResult {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure {
-            message: errors.join("\n"),
-            code: 1,
-        })
-    }
+    super::util::errors_result(errors)
 }
 
 fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
@@ -319,13 +312,5 @@ fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
         v["Storage"] = serde_json::json!({"MetadataPath": ctx.store.config_file().parent().map(|p| p.join("contexts/meta").display().to_string()), "TLSPath": tls_dir.display().to_string()});
         out.push(v);
     }
-    if a.format.is_empty() {
-        println!("{}", super::pretty(&serde_json::Value::Array(out)));
-    } else {
-        let f = Format::parse(&a.format, "")?;
-        for v in &out {
-            println!("{}", f.render(v)?);
-        }
-    }
-    Ok(())
+    super::util::print_inspect(&out, &a.format)
 }

@@ -1,15 +1,15 @@
 //! Image commands: pull, push, images, inspect, history, tag, rmi, prune, save, load, import.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use berth_image::reference::Reference;
 use clap::{Args, Subcommand};
-use http_body_util::BodyExt as _;
 use hyper::Method;
 
+use super::util::{self, confirm, errors_result, print_inspect, s, short_id};
 use crate::client::{self, Client, JsonLines};
 use crate::format::{Format, go_time, human_ago, human_size};
 use crate::{CmdResult, Ctx, Failure};
@@ -211,7 +211,7 @@ pub async fn run(ctx: &Ctx, c: ImageCommand) -> CmdResult {
         ImageCommand::History(a) => history(ctx, a).await,
         ImageCommand::Tag(a) => tag(ctx, a).await,
         ImageCommand::Rm(a) => remove(ctx, a).await,
-        ImageCommand::Prune(a) => prune(ctx, a).await,
+        ImageCommand::Prune(a) => prune(ctx, a, false).await.map(|_| ()),
         ImageCommand::Save(a) => save(ctx, a).await,
         ImageCommand::Load(a) => load(ctx, a).await,
         ImageCommand::Import(a) => import(ctx, a).await,
@@ -294,18 +294,6 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> CmdResult {
     Ok(())
 }
 
-fn short(id: &str, no_trunc: bool) -> String {
-    if no_trunc {
-        id.to_string()
-    } else {
-        id.trim_start_matches("sha256:").chars().take(12).collect()
-    }
-}
-
-fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
-}
-
 fn strs(v: &serde_json::Value, k: &str) -> Vec<String> {
     v.get(k)
         .and_then(|x| x.as_array())
@@ -334,7 +322,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> CmdResult {
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for i in &images {
-            let id = short(s(i, "Id"), a.no_trunc);
+            let id = short_id(s(i, "Id"), a.no_trunc);
             if seen.insert(id.clone()) {
                 println!("{id}");
             }
@@ -371,7 +359,7 @@ pub async fn list(ctx: &Ctx, a: ListArgs) -> CmdResult {
                 .and_then(|d| d.split_once('@'))
                 .map_or("<none>".to_string(), |(_, d)| d.to_string());
             rows.push(serde_json::json!({
-                "ID": short(s(i, "Id"), a.no_trunc),
+                "ID": short_id(s(i, "Id"), a.no_trunc),
                 "Repository": repo,
                 "Tag": tag,
                 "Digest": digest,
@@ -415,10 +403,7 @@ pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
     if let Some(k) = &a.kind
         && k != "image"
     {
-        return Err(Failure {
-            message: format!("\"{k}\" is not a valid value for --type"),
-            code: 125,
-        });
+        return Err(util::invalid_type(k));
     }
     let c = ctx.client().await?;
     let mut out = Vec::new();
@@ -434,22 +419,8 @@ pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if a.format.is_empty() {
-        println!("{}", super::pretty(&serde_json::Value::Array(out)));
-    } else {
-        let f = Format::parse(&a.format, "")?;
-        for v in &out {
-            println!("{}", f.render(v)?);
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure {
-            message: errors.join("\n"),
-            code: 1,
-        })
-    }
+    print_inspect(&out, &a.format)?;
+    errors_result(errors)
 }
 
 /// `history`.
@@ -464,7 +435,7 @@ pub async fn history(ctx: &Ctx, a: HistoryArgs) -> CmdResult {
                 if s(i, "Id") == "<missing>" {
                     "<missing>".to_string()
                 } else {
-                    short(s(i, "Id"), a.no_trunc)
+                    short_id(s(i, "Id"), a.no_trunc)
                 }
             );
         }
@@ -483,7 +454,7 @@ pub async fn history(ctx: &Ctx, a: HistoryArgs) -> CmdResult {
                 by
             };
             serde_json::json!({
-                "ID": if id == "<missing>" { id.to_string() } else { short(id, a.no_trunc) },
+                "ID": if id == "<missing>" { id.to_string() } else { short_id(id, a.no_trunc) },
                 "CreatedSince": if a.human { human_ago(created) } else { go_time(created) },
                 "CreatedAt": go_time(created),
                 "CreatedBy": by,
@@ -548,14 +519,7 @@ pub async fn remove(ctx: &Ctx, a: RmArgs) -> CmdResult {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure {
-            message: errors.join("\n"),
-            code: 1,
-        })
-    }
+    errors_result(errors)
 }
 
 fn print_deleted(v: &serde_json::Value) {
@@ -569,18 +533,8 @@ fn print_deleted(v: &serde_json::Value) {
     }
 }
 
-fn confirm(prompt: &str) -> bool {
-    print!("{prompt} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
-}
-
-/// `image prune`.
-pub async fn prune(ctx: &Ctx, a: PruneArgs) -> CmdResult {
+/// `image prune` (also part of `system prune`, which asked already: `asked`); returns the space reclaimed.
+pub async fn prune(ctx: &Ctx, a: PruneArgs, asked: bool) -> Result<i64, Failure> {
     let mut filter = a.filter.clone();
     if a.all {
         filter.push("dangling=false".to_string());
@@ -590,39 +544,29 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs) -> CmdResult {
     } else {
         "WARNING! This will remove all dangling images."
     };
-    if !a.force && !confirm(&format!("{warning}\nAre you sure you want to continue?")) {
-        return Ok(());
+    if !asked && !a.force && !confirm(&format!("{warning}\nAre you sure you want to continue?")) {
+        return Ok(0);
     }
-    let c = ctx.client().await?;
-    let path = client::query("/images/prune", &[("filters", &super::filters_json(&filter)?)]);
-    let resp = c.call(Method::POST, &path, &[], client::empty()).await?;
-    let v = client::body_json(resp).await?;
-    let deleted = v
-        .get("ImagesDeleted")
-        .and_then(|x| x.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Images:");
-        for item in &deleted {
-            if let Some(u) = item.get("Untagged").and_then(|x| x.as_str()) {
-                println!("untagged: {u}");
+    util::prune(ctx, "/images/prune", &filter, asked, |v| {
+        let deleted = v
+            .get("ImagesDeleted")
+            .and_then(|x| x.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if !deleted.is_empty() {
+            println!("Deleted Images:");
+            for item in &deleted {
+                if let Some(u) = item.get("Untagged").and_then(|x| x.as_str()) {
+                    println!("untagged: {u}");
+                }
+                if let Some(d) = item.get("Deleted").and_then(|x| x.as_str()) {
+                    println!("deleted: {d}");
+                }
             }
-            if let Some(d) = item.get("Deleted").and_then(|x| x.as_str()) {
-                println!("deleted: {d}");
-            }
+            println!();
         }
-        println!();
-    }
-    println!(
-        "Total reclaimed space: {}",
-        human_size(
-            v.get("SpaceReclaimed")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0)
-        )
-    );
-    Ok(())
+    })
+    .await
 }
 
 /// `save`: to `-o FILE` (written whole, then renamed into place) or to STDOUT when it is not a terminal.
@@ -636,48 +580,7 @@ pub async fn save(ctx: &Ctx, a: SaveArgs) -> CmdResult {
     let params: Vec<(&str, &str)> = a.names.iter().map(|n| ("names", n.as_str())).collect();
     let path = client::query("/images/get", &params);
     let resp = c.call(Method::GET, &path, &[], client::empty()).await?;
-    let mut body = resp.into_body();
-    match &a.output {
-        Some(out) => {
-            let tmp = out.with_file_name(format!(
-                ".{}.berth-save",
-                out.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let mut f =
-                std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-            let r: Result<(), Failure> = async {
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| format!("the save stream broke: {e}"))?;
-                    if let Ok(d) = frame.into_data() {
-                        f.write_all(&d)
-                            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                    }
-                }
-                f.sync_all()
-                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                std::fs::rename(&tmp, out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-                Ok(())
-            }
-            .await;
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            r
-        }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| format!("the save stream broke: {e}"))?;
-                if let Ok(d) = frame.into_data() {
-                    stdout.write_all(&d)?;
-                }
-            }
-            stdout.flush()?;
-            Ok(())
-        }
-    }
+    util::write_body(resp, a.output.as_deref(), "save", "save").await
 }
 
 async fn open_input(path: Option<&std::path::Path>) -> Result<client::ReqBody, Failure> {

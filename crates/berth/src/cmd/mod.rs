@@ -8,6 +8,7 @@ pub mod image;
 pub mod login;
 pub mod run;
 pub mod system;
+pub mod util;
 pub mod volume;
 
 use clap::{Args, CommandFactory as _};

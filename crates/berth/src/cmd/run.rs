@@ -1555,31 +1555,22 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     write_cidfile(f.cidfile.as_deref(), &id)?;
 
     if a.detach {
-        c.call(
-            Method::POST,
-            &format!("/containers/{id}/start"),
-            &[],
-            client::empty(),
-        )
-        .await
-        .map_err(|e| daemon_failure("run", &e))?;
+        super::util::start_container(&c, &id)
+            .await
+            .map_err(|e| daemon_failure("run", &e))?;
         println!("{id}");
         return Ok(());
     }
 
     let attach_stdout = req.body["AttachStdout"].as_bool().unwrap_or(false);
     let attach_stderr = req.body["AttachStderr"].as_bool().unwrap_or(false);
-    let keys = a.detach_keys.clone().unwrap_or_default();
     let pump = if attach_stdin || attach_stdout || attach_stderr {
-        let path = client::query(
-            &format!("/containers/{id}/attach"),
-            &[
-                ("stream", "1"),
-                ("stdin", if attach_stdin { "1" } else { "" }),
-                ("stdout", if attach_stdout { "1" } else { "" }),
-                ("stderr", if attach_stderr { "1" } else { "" }),
-                ("detachKeys", &keys),
-            ],
+        let path = attach::attach_path(
+            &id,
+            attach_stdin,
+            attach_stdout,
+            attach_stderr,
+            a.detach_keys.as_deref(),
         );
         let h = attach::hijack(&c, &path, client::empty(), f.tty)
             .await
@@ -1597,15 +1588,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> CmdResult {
     let condition = if f.rm { "removed" } else { "next-exit" };
     let wait = attach::wait_for(&c, &id, condition).await;
 
-    if let Err(e) = c
-        .call(
-            Method::POST,
-            &format!("/containers/{id}/start"),
-            &[],
-            client::empty(),
-        )
-        .await
-    {
+    if let Err(e) = super::util::start_container(&c, &id).await {
         if let Some(p) = pump {
             p.abort();
             let _ = p.await;

@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 use hyper::Method;
 
+use super::util::s;
 use crate::client::{self, CLIENT_API_VERSION, JsonLines};
 use crate::format::{Format, go_time, human_size};
 use crate::{CmdResult, Ctx, Failure};
@@ -95,10 +96,6 @@ fn go_arch() -> &'static str {
         "aarch64" => "arm64",
         other => other,
     }
-}
-
-fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
 }
 
 /// `version`: the client, then the server (the server part fails with exit 1 when the daemon is unreachable,
@@ -458,7 +455,7 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs) -> crate::CmdResult {
     } else {
         "  - all dangling images\n"
     });
-    if !a.force && !super::container::confirm(&format!("{warning}\nAre you sure you want to continue?")) {
+    if !a.force && !super::util::confirm(&format!("{warning}\nAre you sure you want to continue?")) {
         return Ok(());
     }
     let mut total = super::container::prune(
@@ -487,35 +484,16 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs) -> crate::CmdResult {
         )
         .await?;
     }
-    let mut filter = a.filter.clone();
-    if a.all {
-        filter.push("dangling=false".to_string());
-    }
-    let c = ctx.client().await?;
-    let path = client::query("/images/prune", &[("filters", &super::filters_json(&filter)?)]);
-    let resp = c.call(Method::POST, &path, &[], client::empty()).await?;
-    let v = client::body_json(resp).await?;
-    let deleted = v
-        .get("ImagesDeleted")
-        .and_then(|x| x.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Images:");
-        for item in &deleted {
-            if let Some(u) = item.get("Untagged").and_then(|x| x.as_str()) {
-                println!("untagged: {u}");
-            }
-            if let Some(d) = item.get("Deleted").and_then(|x| x.as_str()) {
-                println!("deleted: {d}");
-            }
-        }
-        println!();
-    }
-    total += v
-        .get("SpaceReclaimed")
-        .and_then(serde_json::Value::as_i64)
-        .unwrap_or(0);
+    total += super::image::prune(
+        ctx,
+        super::image::PruneArgs {
+            all: a.all,
+            force: true,
+            filter: a.filter.clone(),
+        },
+        true,
+    )
+    .await?;
     println!("Total reclaimed space: {}", human_size(total));
     Ok(())
 }

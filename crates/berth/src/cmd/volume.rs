@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{Map, Value, json};
 
+use super::util::{self, confirm, errors_result, print_inspect, s};
 use crate::client;
 use crate::format::{Format, human_size};
 use crate::{CmdResult, Ctx, Failure};
@@ -164,10 +165,6 @@ pub async fn create(ctx: &Ctx, a: CreateArgs) -> CmdResult {
     Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("")
-}
-
 /// A volume as a row of `volume ls`.
 pub fn row(v: &Value) -> Value {
     let labels = v
@@ -254,25 +251,23 @@ pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    super::container::print_inspect(&out, &a.format)?;
-    super::container::errors_result(errors)
+    print_inspect(&out, &a.format)?;
+    errors_result(errors)
 }
 
 /// `volume rm`.
 pub async fn remove(ctx: &Ctx, a: RmArgs) -> CmdResult {
     let c = ctx.client().await?;
-    let mut errors = Vec::new();
-    for n in &a.names {
+    util::each_name(&a.names, async |n| {
         let path = client::query(
             &format!("/volumes/{n}"),
             &[("force", if a.force { "1" } else { "" })],
         );
-        match c.call(Method::DELETE, &path, &[], client::empty()).await {
-            Ok(_) => println!("{n}"),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    super::container::errors_result(errors)
+        c.call(Method::DELETE, &path, &[], client::empty())
+            .await
+            .map(|_| ())
+    })
+    .await
 }
 
 /// `volume prune` (also part of `system prune`, which asked already: `asked`); returns the space reclaimed.
@@ -282,37 +277,17 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs, asked: bool) -> Result<i64, Failure>
     } else {
         "WARNING! This will remove anonymous local volumes not used by at least one container."
     };
-    if !asked
-        && !a.force
-        && !super::container::confirm(&format!("{warning}\nAre you sure you want to continue?"))
-    {
+    if !asked && !a.force && !confirm(&format!("{warning}\nAre you sure you want to continue?")) {
         return Ok(0);
     }
     let mut filter = a.filter.clone();
     if a.all {
         filter.push("all=true".to_string());
     }
-    let c = ctx.client().await?;
-    let path = client::query("/volumes/prune", &[("filters", &super::filters_json(&filter)?)]);
-    let resp = c.call(Method::POST, &path, &[], client::empty()).await?;
-    let v = client::body_json(resp).await?;
-    let deleted: Vec<&str> = v
-        .get("VolumesDeleted")
-        .and_then(|x| x.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
-    if !deleted.is_empty() {
-        println!("Deleted Volumes:");
-        for d in deleted {
-            println!("{d}");
-        }
-        println!();
-    }
-    let space = v.get("SpaceReclaimed").and_then(Value::as_i64).unwrap_or(0);
-    if !asked {
-        println!("Total reclaimed space: {}", human_size(space));
-    }
-    Ok(space)
+    util::prune(ctx, "/volumes/prune", &filter, asked, |v| {
+        util::print_deleted_names(v, "VolumesDeleted", "Deleted Volumes:");
+    })
+    .await
 }
 
 #[cfg(test)]
