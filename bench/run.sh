@@ -3,9 +3,19 @@
 #
 #   sudo bash bench/run.sh [--engines berth,docker,podman] [--runs 30] [--warmup 5] [--count 50]
 #                          [--large berth] [--large-count 1000] [--no-build]
+#                          [--no-remap] [--only remap] [--remap-files 20000]
 #
 # 1. Start-up: `<engine> run --rm --network none busybox:bench true`, all engines in one hyperfine invocation
 #    (--warmup runs, then --runs timed runs each), medians and the ratios Berth/docker and Berth/podman.
+#    With Berth: two more berthd beside the plain one, both with `--userns-remap` for a test user whose ids and
+#    ranges (200000-265535) come from a temporary BERTH_ETC_DIR (never the real /etc): `remap` with the layer mode
+#    berthd picks (idmapped mounts where the kernel allows them) and `shifted` with the shifted-layer fallback forced
+#    (BERTH_USERNS_LAYERS=shifted); both are in the same hyperfine invocation, with the ratios remap/plain.
+# 1b. userns-remap, the first run after an import: plain, remap and shifted each run two images whose layers are
+#    their own (small: busybox + one file; large: busybox + --remap-files files), timed on the first run after
+#    `rmi` + `import` (hyperfine --prepare; a shifted layer pays its shift there, once) and on later runs.
+#    --no-remap leaves 1b and the remap daemons out; --only remap runs only Berth, without and with remap (1 and 1b;
+#    no docker, podman or density) and writes bench/results/run-remap-<date>.txt.
 # 2. Density: --count (default 50) detached containers per engine, `run -d --network none busybox:bench sleep 3600`
 #    one after the other from a shell loop as a user would. Reported: the wall time to start them all and per
 #    container (mean, median, p90, max), and the memory of the daemon plus the per-container processes, as sums of
@@ -45,6 +55,9 @@ count=50
 large=${BERTH_BENCH_LARGE:-berth}
 large_count=1000
 build=1
+remap=1
+only=""
+remap_files=20000
 while (($#)); do
     case $1 in
     --engines) engines=$2; shift 2 ;;
@@ -54,10 +67,18 @@ while (($#)); do
     --large) large=$2; shift 2 ;;
     --large-count) large_count=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --no-remap) remap=0; shift ;;
+    --only) only=$2; shift 2 ;;
+    --remap-files) remap_files=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) berth_die "unknown argument $1 (see --help)" ;;
     esac
 done
+case $only in
+"") ;;
+remap) engines=berth remap=1 ;;
+*) berth_die "--only takes remap, not $only" ;;
+esac
 IFS=, read -r -a engine_list <<<"$engines"
 ((${#engine_list[@]})) || berth_die "--engines names no engine"
 for e in "${engine_list[@]}"; do
@@ -66,6 +87,13 @@ done
 has_engine() { [[ ,$engines, == *,$1,* ]]; }
 is_large() { [[ ,$large, == *,$1,* ]]; }
 ((runs >= 2 && count >= 1 && large_count >= 1)) || berth_die "--runs must be at least 2, the counts at least 1"
+((remap_files >= 1)) || berth_die "--remap-files must be at least 1"
+has_remap() { ((remap)) && has_engine berth; }
+# The userns-remap daemons (beside berth, with the same binaries): remap (idmapped layers where the kernel allows them)
+# and shifted (the shifted-layer fallback forced).
+remap_list=()
+if has_remap; then remap_list=(remap shifted); fi
+remap_user=berthbench remap_uid=2100 remap_start=200000
 
 berth_require_root bench/run.sh
 berth_ensure_packages "${BERTH_PACKAGES[@]}"
@@ -105,6 +133,7 @@ podman_cli=(podman --root "$work/podman/root" --runroot "$work/podman/run" --tmp
 cli_of() {
     case $1 in
     berth) cli=("${berth_cli[@]}") ;;
+    remap | shifted) cli=("$bin/berth" -H "unix://$work/$1.sock") ;;
     docker) cli=("${docker_cli[@]}") ;;
     podman) cli=("${podman_cli[@]}") ;;
     esac
@@ -134,6 +163,7 @@ pids_of() {
 per_container_pids() {
     case $1 in
     berth) pids_of berth-monitor "$work/berth/exec" ;;
+    remap | shifted) pids_of berth-monitor "$work/$1/exec" ;;
     docker) pids_of containerd-shim "$work/docker/c.sock" ;;
     podman) pids_of conmon "$work/podman/" ;;
     esac
@@ -141,6 +171,7 @@ per_container_pids() {
 daemon_pids() {
     case $1 in
     berth) echo "${daemon_pid[berthd]:-}" ;;
+    remap | shifted) echo "${daemon_pid[$1]:-}" ;;
     docker) echo "${daemon_pid[dockerd]:-}" "${daemon_pid[containerd]:-}" ;;
     podman) ;;
     esac
@@ -210,6 +241,29 @@ start_berth() {
     daemon_pid[berthd]=$!
     wait_for 20 "${berth_cli[@]}" version || berth_die "berthd did not start: $(tail -20 "$work/berth/berthd.log")"
 }
+# start_berth_userns NAME: a berthd with --userns-remap for the test user of $work/etc (made here); NAME shifted
+# forces the shifted-layer fallback.
+start_berth_userns() {
+    local n=$1 etc=$work/etc layers=()
+    mkdir -p "$work/$n" "$etc"
+    printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:%s:%s::/nonexistent:/usr/sbin/nologin\n' \
+        "$remap_user" "$remap_uid" "$remap_uid" >"$etc/passwd"
+    printf 'root:x:0:\n%s:x:%s:\n' "$remap_user" "$remap_uid" >"$etc/group"
+    echo "$remap_user:$remap_start:65536" >"$etc/subuid"
+    echo "$remap_user:$remap_start:65536" >"$etc/subgid"
+    [[ $n == shifted ]] && layers=(BERTH_USERNS_LAYERS=shifted)
+    echo '{}' >"$work/$n/daemon.json"
+    env BERTH_ETC_DIR="$etc" "${layers[@]}" "$bin/berthd" --config-file "$work/$n/daemon.json" \
+        -H "unix://$work/$n.sock" --data-root "$work/$n/data" --exec-root "$work/$n/exec" \
+        --pidfile "$work/$n/berthd.pid" --cgroup-parent "$cg_parent-$n" --userns-remap "$remap_user" \
+        </dev/null >"$work/$n/berthd.log" 2>&1 &
+    daemon_pid[$n]=$!
+    local cli
+    cli_of "$n"
+    wait_for 20 "${cli[@]}" version || berth_die "berthd ($n) did not start: $(tail -20 "$work/$n/berthd.log")"
+}
+start_remap() { start_berth_userns remap; }
+start_shifted() { start_berth_userns shifted; }
 start_docker() {
     local d=$work/docker
     mkdir -p "$d/ctd"
@@ -300,6 +354,7 @@ stop_engine() {
     ((n == 0)) || left+=("$n containers still listed after rm -f")
     case $e in
     berth) stop_pid "${daemon_pid[berthd]}" 30 ;;
+    remap | shifted) stop_pid "${daemon_pid[$e]}" 30 ;;
     docker)
         stop_pid "${daemon_pid[dockerd]}" 30
         stop_pid "${daemon_pid[containerd]}" 30
@@ -319,12 +374,12 @@ stop_engine() {
         for p in "${m[@]}"; do kill -9 "$p" 2>/dev/null || true; done
         sleep 0.5
     fi
-    if [[ $e == berth ]]; then
+    if [[ $e == berth || $e == remap || $e == shifted ]]; then
         # berth-runtime state of containers that outlived everything.
-        for m in "$work/berth/exec/runtime"/*/; do
+        for m in "$work/$e/exec/runtime"/*/; do
             [[ -d $m ]] || continue
             left+=("runtime state ${m%/}")
-            "$bin/berth-runtime" --root "$work/berth/exec/runtime" delete --force "$(basename "$m")" >/dev/null 2>&1 || true
+            "$bin/berth-runtime" --root "$work/$e/exec/runtime" delete --force "$(basename "$m")" >/dev/null 2>&1 || true
         done
     fi
     if [[ $e == podman ]]; then
@@ -352,7 +407,7 @@ stop_engine() {
 
 cleanup() {
     local e
-    for e in "${engine_list[@]}"; do stop_engine "$e" || true; done
+    for e in "${engine_list[@]}" "${remap_list[@]}"; do stop_engine "$e" || true; done
     local m
     mapfile -t m < <(mounts_under "$work")
     for e in "${m[@]}"; do umount "$e" 2>/dev/null || umount -l "$e" 2>/dev/null || true; done
@@ -417,7 +472,7 @@ rootfs="$(berth_cache_dir)/bundles/busybox/rootfs"
 berth_busybox_rootfs "$rootfs"
 tar -C "$rootfs" --exclude=./.berth-rootfs -cf "$work/busybox.tar" .
 
-for e in "${engine_list[@]}"; do
+for e in "${engine_list[@]}" "${remap_list[@]}"; do
     berth_log "starting $e"
     "start_$e"
     cli_of "$e"
@@ -433,6 +488,23 @@ for e in "${engine_list[@]}"; do
     [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e run --rm left a container behind"
     berth_log "$e runs $image correctly"
 done
+# The remap daemons: the container's root is the test user's first id, and the layer mode is the one asked for.
+declare -A remap_mode=()
+for e in "${remap_list[@]}"; do
+    cli_of "$e"
+    got=$("${cli[@]}" run --rm --network none "$image" cat /proc/self/uid_map </dev/null 2>"$work/err" | xargs) ||
+        berth_die "$e: run failed: $(cat "$work/err")"
+    [[ $got == "0 $remap_start 65536" ]] || berth_die "$e: the container's uid_map is '$got', not '0 $remap_start 65536'"
+    remap_mode[$e]=$("${cli[@]}" info --format '{{json .DriverStatus}}' |
+        jq -r '.[] | select(.[0] == "Userns layers") | .[1]')
+    berth_log "$e: container root is host uid $remap_start; layers: ${remap_mode[$e]}"
+done
+if has_remap; then
+    [[ ${remap_mode[shifted]} == "shifted unpack" ]] ||
+        berth_die "shifted: berth info reports the layer mode '${remap_mode[shifted]}', not 'shifted unpack'"
+    [[ ${remap_mode[remap]} == "idmapped mounts" ]] ||
+        echo "warning: idmapped mounts are not supported here: remap uses '${remap_mode[remap]}'" >&2
+fi
 
 version_of() {
     case $1 in
@@ -446,7 +518,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- 1. start-up ---------------------------------------------------------------------------------------------------
 
 args=()
-for e in "${engine_list[@]}"; do
+for e in "${engine_list[@]}" "${remap_list[@]}"; do
     cli_of "$e"
     run_flags_of "$e"
     args+=(-n "$e" "${cli[*]} run --rm ${run_flags[*]} $image true")
@@ -454,12 +526,115 @@ done
 berth_log "timing: run --rm --network none $image true"
 hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$work/run.json" "${args[@]}" </dev/null
 declare -A med=() mean=() sd=()
-for e in "${engine_list[@]}"; do
+for e in "${engine_list[@]}" "${remap_list[@]}"; do
     read -r "med[$e]" "mean[$e]" "sd[$e]" < <(jq -r --arg n "$e" \
         '.results[] | select(.command == $n) | "\(.median * 1000) \(.mean * 1000) \(.stddev * 1000)"' "$work/run.json")
     cli_of "$e"
     [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e: run --rm left containers behind during the timing"
 done
+for e in "${remap_list[@]}"; do
+    berth_log "$e (${remap_mode[$e]}) / plain berth: $(awk -v a="${med[$e]}" -v b="${med[berth]}" \
+        'BEGIN { printf "%.2f (%.1f ms / %.1f ms)", a / b, a, b }')"
+done
+
+# --- 1b. userns-remap: the first run after an import, and later runs -----------------------------------------------
+
+declare -A fmed=() # "<daemon> <image> first|later" -> median in ms
+first_runs=$((runs < 10 ? runs : 10))
+if has_remap; then
+    # Images whose layers are their own (busybox:bench shares none with them), so that `rmi` removes the layer and the
+    # next import brings an unshifted copy: small = busybox + one file, large = busybox + $remap_files files.
+    for img in small large; do
+        stage=$work/stage-$img
+        cp -a "$rootfs" "$stage"
+        rm -f "$stage/.berth-rootfs"
+        echo "$img" >"$stage/etc/bench-$img"
+        if [[ $img == large ]]; then
+            for ((i = 0; i < remap_files; i += 200)); do
+                last=$((i + 199 < remap_files - 1 ? i + 199 : remap_files - 1))
+                mkdir -p "$stage/usr/share/bench/d$i"
+                (cd "$stage/usr/share/bench/d$i" && seq "$i" "$last" | sed 's/^/f/' | xargs touch)
+            done
+        fi
+        tar -C "$stage" -cf "$work/first-$img.tar" .
+        rm -rf "$stage"
+    done
+    # reimport.sh BERTH SOCKET TAR NAME: removes the image NAME and imports TAR as NAME again (a fresh layer).
+    # shellcheck disable=SC2016 # the script's own parameters
+    printf '%s\n' '"$1" -H "unix://$2" rmi -f "$4" >/dev/null 2>&1 || true' \
+        '"$1" -H "unix://$2" import "$3" "$4" >/dev/null' >"$work/reimport.sh"
+    reimport() { bash "$work/reimport.sh" "$bin/berth" "$work/$1.sock" "$work/first-$2.tar" "first-$2:bench"; }
+    # The premise: after rmi + import the shifted daemon has an unshifted layer, which the next run shifts.
+    markers() { find "$work/shifted/data" -path '*/overlay2/*' -name shifted | wc -l; }
+    reimport shifted small
+    m0=$(markers)
+    "$bin/berth" -H "unix://$work/shifted.sock" run --rm --network none first-small:bench true </dev/null ||
+        berth_die "shifted: run of first-small:bench failed"
+    m1=$(markers)
+    reimport shifted small
+    m2=$(markers)
+    ((m1 == m0 + 1 && m2 == m0)) || berth_die "shifted: rmi + import does not bring a fresh layer (shift markers" \
+        "$m0, $m1 after a run, $m2 after rmi + import): the first-run timing would be wrong"
+    fargs=() fprep=()
+    for e in berth "${remap_list[@]}"; do
+        cli_of "$e"
+        for img in small large; do
+            fargs+=(-n "$e $img first" "${cli[*]} run --rm --network none first-$img:bench true")
+            fprep+=(--prepare "bash $work/reimport.sh $bin/berth $work/$e.sock $work/first-$img.tar first-$img:bench")
+            fargs+=(-n "$e $img later" "${cli[*]} run --rm --network none first-$img:bench true")
+            fprep+=(--prepare true)
+        done
+    done
+    berth_log "timing: the first run --rm after rmi + import, and later runs ($first_runs runs each)"
+    hyperfine -N --warmup 2 --runs "$first_runs" "${fprep[@]}" --export-json "$work/first.json" "${fargs[@]}" </dev/null
+    for e in berth "${remap_list[@]}"; do
+        cli_of "$e"
+        for img in small large; do
+            for kind in first later; do
+                fmed[$e $img $kind]=$(jq -r --arg n "$e $img $kind" \
+                    '.results[] | select(.command == $n) | .median * 1000' "$work/first.json")
+            done
+            berth_log "$e, $img image: first run $(awk -v a="${fmed[$e $img first]}" -v b="${fmed[$e $img later]}" \
+                'BEGIN { printf "%.1f ms, later runs %.1f ms (%.2fx)", a, b, a / b }')"
+            "${cli[@]}" rmi -f "first-$img:bench" >/dev/null 2>&1 || true
+        done
+        [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e: run --rm left containers behind during the timing"
+    done
+    for e in "${remap_list[@]}"; do stop_engine "$e"; done
+fi
+
+# remap_report: the userns-remap results (markdown).
+remap_report() {
+    local e img
+    echo "#### userns-remap: \`run --rm --network none $image true\` (in the same hyperfine run as the plain one)"
+    echo
+    echo "The remap daemons map container root to host uid/gid $remap_start (user $remap_user, 65536 ids, from a" \
+        "temporary BERTH_ETC_DIR); the layer mode is what \`berth info\` reports."
+    echo
+    echo "| daemon | layers | median | mean ± sd | / plain |"
+    echo "|---|---|---|---|---|"
+    echo "| berth | not remapped | $(ms "${med[berth]}") | $(ms "${mean[berth]}") ± $(ms "${sd[berth]}") | 1.00 |"
+    for e in "${remap_list[@]}"; do
+        echo "| berth $e | ${remap_mode[$e]} | $(ms "${med[$e]}") | $(ms "${mean[$e]}") ± $(ms "${sd[$e]}")" \
+            "| **$(ratio "${med[$e]}" "${med[berth]}")** |"
+    done
+    echo
+    echo "#### userns-remap: the first \`run --rm\` after \`rmi\` + \`import\`, and later runs (medians of" \
+        "$first_runs runs)"
+    echo
+    echo "small: busybox + 1 file; large: busybox + $remap_files empty files. A shifted layer is chowned on its" \
+        "first run, once; idmapped layers are used as they are."
+    echo
+    echo "| daemon | layers | image | first run | later runs | first / later | first / plain first |"
+    echo "|---|---|---|---|---|---|---|"
+    for e in berth "${remap_list[@]}"; do
+        for img in small large; do
+            echo "| $([[ $e == berth ]] && echo berth || echo "berth $e") | ${remap_mode[$e]:-not remapped} | $img | $(ms "${fmed[$e $img first]}")" \
+                "| $(ms "${fmed[$e $img later]}") | $(ratio "${fmed[$e $img first]}" "${fmed[$e $img later]}")" \
+                "| $(ratio "${fmed[$e $img first]}" "${fmed[berth $img first]}") |"
+        done
+    done
+}
 
 # --- 2. density ----------------------------------------------------------------------------------------------------
 
@@ -534,7 +709,9 @@ density() {
     [[ ${res[$e,$n,left]} == 0 ]] || berth_log "$e: ${res[$e,$n,left]} containers left after rm -f"
 }
 
-for e in "${engine_list[@]}"; do
+density_list=("${engine_list[@]}")
+[[ $only == remap ]] && density_list=() # --only remap: no density
+for e in "${density_list[@]}"; do
     density "$e" "$count"
     if is_large "$e" && ((large_count != count)); then density "$e" "$large_count"; fi
     stop_engine "$e"
@@ -551,6 +728,28 @@ proc_name() { case $1 in berth) echo berth-monitor ;; docker) echo containerd-sh
 daemon_name() { case $1 in berth) echo berthd ;; docker) echo "dockerd + containerd" ;; podman) echo "(none)" ;; esac; }
 
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
+if [[ $only == remap ]]; then
+    stop_engine berth
+    mkdir -p "$root_dir/bench/results"
+    out="$root_dir/bench/results/run-remap-$stamp.txt"
+    {
+        echo "### Berth without and with userns-remap, $(date -u +%Y-%m-%d)"
+        echo
+        echo "Kernel \`$(uname -r)\`, $(nproc) CPUs; load average before/after: $load_before /" \
+            "$(cut -d' ' -f1-3 /proc/loadavg) (\`bench/run.sh --only remap\`, $warmup warm-up runs, $runs runs);" \
+            "berth $(version_of berth)."
+        echo
+        remap_report
+        echo
+        echo "Clean-up after each daemon: $(for e in berth "${remap_list[@]}"; do
+            printf '%s: %s; ' "$e" "${cleanup_note[$e]:-?}"
+        done)"
+    } >"$out"
+    echo
+    cat "$out"
+    berth_log "written to ${out#"$root_dir"/}"
+    exit 0
+fi
 mkdir -p "$root_dir/bench/results"
 out="$root_dir/bench/results/run-$stamp.txt"
 {
@@ -622,6 +821,16 @@ out="$root_dir/bench/results/run-$stamp.txt"
     echo "Clean-up after each engine: $(for e in "${engine_list[@]}"; do printf '%s: %s; ' "$e" "${cleanup_note[$e]:-?}"; done)"
     echo "Not benchmarked at $large_count: $(for e in "${engine_list[@]}"; do is_large "$e" || printf '%s ' "$e"; done)(--large)."
 } >"$out"
+if has_remap; then
+    {
+        echo
+        remap_report
+        echo
+        echo "Clean-up of the remap daemons: $(for e in "${remap_list[@]}"; do
+            printf '%s: %s; ' "$e" "${cleanup_note[$e]:-?}"
+        done)"
+    } >>"$out"
+fi
 echo
 cat "$out"
 berth_log "written to ${out#"$root_dir"/}"

@@ -69,6 +69,12 @@ pub enum EngineError {
     /// The container service cannot start.
     #[error(transparent)]
     Containers(#[from] containers::ContainerError),
+    /// Containers of another `userns-remap` setting run (their data root is not this one).
+    #[error(
+        "container {0} of another user-namespace mapping (or of none) is still running: stop and remove the \
+         containers of the previous userns-remap setting before changing it"
+    )]
+    ForeignContainers(String),
     /// `userns-remap` names no usable mapping.
     #[error("userns-remap: {0}")]
     Userns(#[from] userns::UsernsError),
@@ -104,6 +110,9 @@ impl Engine {
             }
             None => None,
         };
+        if let Some(id) = containers::foreign_running(&config.exec_root, &config.data_root).await {
+            return Err(EngineError::ForeignContainers(id));
+        }
         std::fs::create_dir_all(&config.data_root).map_err(|source| EngineError::DataRoot {
             path: config.data_root.clone(),
             source,

@@ -109,6 +109,20 @@ pub fn start_failure_code(message: &str) -> i64 {
 /// Result of container operations.
 pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
 
+/// The first container that runs from `exec_root` and does not belong to `data_root` (its directory is not
+/// there): a container of another `userns-remap` mapping (or of none). Looked at before the data root is created,
+/// so that a refused switch changes nothing.
+pub async fn foreign_running(exec_root: &Path, data_root: &Path) -> Option<String> {
+    let rd = std::fs::read_dir(exec_root.join("c")).ok()?;
+    for ent in rd.flatten() {
+        let id = ent.file_name().to_string_lossy().into_owned();
+        if !data_root.join("containers").join(&id).exists() && monitor::alive(&ent.path()).await {
+            return Some(id);
+        }
+    }
+    None
+}
+
 /// Where the service keeps things and which binaries it runs.
 #[derive(Debug, Clone)]
 pub struct ContainerConfig {
@@ -411,9 +425,25 @@ impl ContainerService {
         let sys = |e: idmap::IdmapError| ContainerError::System(e.to_string());
         match (self.remap_for(&rec.host_config), &self.userns) {
             (Some(_), Some((ns, LayerMode::Idmapped))) => {
+                // A layer shifted earlier (the daemon ran in the shifted mode once) already belongs to the
+                // mapped ids: it is used as it is; the others go through idmapped mounts.
+                let shifted = |diff: &PathBuf| diff.parent().is_some_and(|p| p.join("shifted").exists());
+                let to_map: Vec<PathBuf> = rec.lowers.iter().filter(|d| !shifted(d)).cloned().collect();
                 let at = ly.dir().join("idmap");
-                let attached = idmap::attach(&rec.lowers, ns, &at).map_err(sys)?;
-                let mounted = ly.mount(&attached);
+                let mut attached = idmap::attach(&to_map, ns, &at).map_err(sys)?.into_iter();
+                let lowers: Vec<PathBuf> = rec
+                    .lowers
+                    .iter()
+                    .map(|d| {
+                        if shifted(d) {
+                            Some(d.clone())
+                        } else {
+                            attached.next()
+                        }
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ContainerError::System("an idmapped layer is missing".into()))?;
+                let mounted = ly.mount(&lowers);
                 // The overlay holds its lower layers; the attached idmapped mounts are no longer needed.
                 let _ = idmap::detach(&at);
                 Ok(mounted?)

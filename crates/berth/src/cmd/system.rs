@@ -205,6 +205,33 @@ pub async fn info(ctx: &Ctx, a: InfoArgs) -> CmdResult {
     println!(" Cgroup Driver: {}", s(&i, "CgroupDriver"));
     println!(" Cgroup Version: {}", s(&i, "CgroupVersion"));
     println!(" Default Runtime: {}", s(&i, "DefaultRuntime"));
+    // As docker: "name=seccomp,profile=builtin" is shown as "seccomp" with its options below it.
+    if let Some(opts) = i
+        .get("SecurityOptions")
+        .and_then(|v| v.as_array())
+        .filter(|o| !o.is_empty())
+    {
+        println!(" Security Options:");
+        for o in opts.iter().filter_map(|o| o.as_str()) {
+            let mut name = "";
+            let mut rest = Vec::new();
+            for kv in o.split(',') {
+                match kv.split_once('=') {
+                    Some(("name", n)) => name = n,
+                    Some((k, v)) => rest.push((k, v)),
+                    None => {}
+                }
+            }
+            println!("  {name}");
+            for (k, v) in rest {
+                let mut key = k.to_string();
+                if let Some(first) = key.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                println!("   {key}: {v}");
+            }
+        }
+    }
     println!(" Kernel Version: {}", s(&i, "KernelVersion"));
     println!(" Operating System: {}", s(&i, "OperatingSystem"));
     println!(" OSType: {}", s(&i, "OSType"));

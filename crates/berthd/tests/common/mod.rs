@@ -523,3 +523,71 @@ pub fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Like [`start`], with environment variables for berthd (`BERTH_ETC_DIR`, `BERTH_USERNS_LAYERS`, ...).
+pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let dir = tempfile::Builder::new()
+        .prefix("berthd-test-")
+        .tempdir()
+        .expect("make the daemon's temp dir");
+    let config = dir.path().join("daemon.json");
+    std::fs::write(&config, "{}").expect("write daemon.json");
+    let mut d = Daemon {
+        child: None,
+        sock: dir.path().join("berth.sock"),
+        pidfile: dir.path().join("berthd.pid"),
+        data: dir.path().join("data"),
+        log: dir.path().join("berthd.log"),
+        exec_root: dir.path().join("exec"),
+        cgroup_parent: format!("/{}", berth_test_support::ids::unique_id("berthd-test")),
+        dir,
+    };
+    d.restart_env(extra, env);
+    d
+}
+
+impl Daemon {
+    /// Like [`Daemon::restart`], with environment variables for berthd.
+    pub fn restart_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        let mut cmd = Command::new(berthd_bin());
+        cmd.arg("--config-file")
+            .arg(self.dir.path().join("daemon.json"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--pidfile")
+            .arg(&self.pidfile)
+            .arg("--data-root")
+            .arg(&self.data)
+            .arg("--exec-root")
+            .arg(&self.exec_root)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("BERTHD_LOG", "debug")
+            .stdin(Stdio::null());
+        let logf = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .expect("open the daemon log");
+        cmd.stdout(logf.try_clone().expect("dup the log")).stderr(logf);
+        self.child = Some(cmd.spawn().expect("start berthd"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.sock).is_err() {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                panic!("berthd did not start ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not start:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
