@@ -231,45 +231,7 @@ pub fn ok(o: &Output) -> String {
 impl Daemon {
     /// Starts a new daemon on the same directories (after [`Daemon::kill9`] or [`Daemon::terminate`]).
     pub fn restart(&mut self, extra: &[&str]) {
-        assert!(self.child.is_none(), "the daemon still runs");
-        let mut cmd = Command::new(berthd_bin());
-        cmd.arg("--config-file")
-            .arg(self.dir.path().join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .arg("--pidfile")
-            .arg(&self.pidfile)
-            .arg("--data-root")
-            .arg(&self.data)
-            .arg("--exec-root")
-            .arg(&self.exec_root)
-            .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent)
-            .args(extra)
-            .env("BERTHD_LOG", "debug")
-            .stdin(Stdio::null());
-        let logf = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.log)
-            .expect("open the daemon log");
-        cmd.stdout(logf.try_clone().expect("dup the log")).stderr(logf);
-        self.child = Some(cmd.spawn().expect("start berthd"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.sock).is_err() {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                self.child = None;
-                panic!("berthd did not restart ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berthd did not restart:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.restart_env(extra, &[]);
     }
 
     /// Removes every container through the API (a running daemon), then whatever a crashed daemon could leave:
@@ -547,9 +509,8 @@ pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
 }
 
 impl Daemon {
-    /// Like [`Daemon::restart`], with environment variables for berthd.
-    pub fn restart_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
-        assert!(self.child.is_none(), "the daemon still runs");
+    /// The berthd command line of this daemon's directories, with `extra` arguments and `env` (stdio not set).
+    pub fn command(&self, extra: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(berthd_bin());
         cmd.arg("--config-file")
             .arg(self.dir.path().join("daemon.json"))
@@ -565,8 +526,15 @@ impl Daemon {
             .arg(&self.cgroup_parent)
             .args(extra)
             .envs(env.iter().copied())
-            .env("BERTHD_LOG", "debug")
             .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Like [`Daemon::restart`], with environment variables for berthd.
+    pub fn restart_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        let mut cmd = self.command(extra, env);
+        cmd.env("BERTHD_LOG", "debug");
         let logf = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
