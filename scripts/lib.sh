@@ -21,6 +21,7 @@ BERTH_PACKAGES=(
     jq
     python3-venv # crates/berthd/tests/docker_py.rs: docker-py and pytest from PyPI in a virtualenv
     iproute2
+    nftables     # crates/berth-net: NAT and published-port rules, tested inside test namespaces
     util-linux
     procps
     docker-registry # crates/berth-image tests: a real registry on 127.0.0.1 (berth_test_support::registry)

@@ -9,4 +9,5 @@
 
 pub mod ipam;
 pub mod link;
+pub mod nat;
 pub mod pool;
