@@ -368,20 +368,7 @@ impl VolumeService {
 
     /// Who uses a volume: containers, then references.
     pub fn users(&self, name: &str) -> Vec<String> {
-        let mut out = self
-            .users
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .users(name);
-        if let Some(refs) = self.lock().refs.get(name) {
-            out.extend(
-                refs.iter()
-                    .filter(|r| !out.contains(r))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-        }
-        out
+        self.users_locked(&self.lock(), name)
     }
 
     fn users_locked(&self, state: &State, name: &str) -> Vec<String> {

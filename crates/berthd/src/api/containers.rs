@@ -39,6 +39,11 @@ fn int_param(p: &Params, key: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// The 404 of a path under `/containers/{id}/` or `/exec/{id}/` that names no endpoint.
+fn unknown_sub(kind: &str, id: &str, what: &str) -> ApiError {
+    ApiError::not_found(format!("page not found: /{kind}/{id}/{what}"))
+}
+
 /// `GET /containers/json`.
 pub async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let limit = int_param(&p, "limit")?.filter(|l| *l > 0).map(|l| l as usize);
@@ -74,9 +79,7 @@ pub async fn get_sub(
         "changes" => super::container_io::changes(&st, &id).await,
         "export" => super::container_io::export(&st, &id).await,
         "archive" => super::container_io::get_archive(&st, &id, &p).await,
-        _ => Err(ApiError::not_found(format!(
-            "page not found: /containers/{id}/{what}"
-        ))),
+        _ => Err(unknown_sub("containers", &id, &what)),
     }
 }
 
@@ -88,9 +91,7 @@ pub async fn head_sub(
 ) -> Result<Response, ApiError> {
     match what.as_str() {
         "archive" => super::container_io::head_archive(&st, &id, &p).await,
-        _ => Err(ApiError::not_found(format!(
-            "page not found: /containers/{id}/{what}"
-        ))),
+        _ => Err(unknown_sub("containers", &id, &what)),
     }
 }
 
@@ -103,9 +104,7 @@ pub async fn put_sub(
 ) -> Result<Response, ApiError> {
     match what.as_str() {
         "archive" => super::container_io::put_archive(&st, &id, &p, body).await,
-        _ => Err(ApiError::not_found(format!(
-            "page not found: /containers/{id}/{what}"
-        ))),
+        _ => Err(unknown_sub("containers", &id, &what)),
     }
 }
 
@@ -195,9 +194,7 @@ pub async fn post_sub(
             Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": eid }))).into_response())
         }
         "attach" => attach(s, &id, &p, req, st.shutdown.clone()).await,
-        _ => Err(ApiError::not_found(format!(
-            "page not found: /containers/{id}/{what}"
-        ))),
+        _ => Err(unknown_sub("containers", &id, &what)),
     }
 }
 
@@ -369,7 +366,7 @@ pub async fn exec_post(
                 }
             }))
         }
-        _ => Err(ApiError::not_found(format!("page not found: /exec/{id}/{what}"))),
+        _ => Err(unknown_sub("exec", &id, &what)),
     }
 }
 
@@ -388,6 +385,6 @@ pub async fn exec_get(
             }
             Ok(Json(v).into_response())
         }
-        _ => Err(ApiError::not_found(format!("page not found: /exec/{id}/{what}"))),
+        _ => Err(unknown_sub("exec", &id, &what)),
     }
 }
