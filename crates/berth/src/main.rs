@@ -304,10 +304,23 @@ impl Ctx {
 }
 
 fn main() -> ExitCode {
-    // As the docker CLI (and any Unix filter): `berth inspect x | head` ends quietly when the reader goes away,
-    // instead of the panic a write to an ignored-SIGPIPE closed pipe causes in `println!`.
-    // SAFETY: restoring the default disposition installs no handler code; nothing else runs yet.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // As the docker CLI (and any Unix filter): `berth inspect x | head` ends quietly when the reader goes away.
+    // SIGPIPE stays ignored (a daemon closing a request's socket early must give an error, not kill the CLI);
+    // a write to a closed stdout panics instead (println!, completions), and such a panic ends the process as
+    // SIGPIPE would.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
