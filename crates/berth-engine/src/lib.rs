@@ -12,6 +12,7 @@ pub mod errdefs;
 pub mod events;
 pub mod filters;
 pub mod images;
+pub mod networks;
 pub mod system;
 pub mod time;
 pub mod userns;
@@ -44,6 +45,16 @@ pub struct EngineConfig {
     /// `userns-remap`: container root becomes an unprivileged host id (see [`userns`]); the images, layers,
     /// containers and volumes of a mapping live under their own data root, `<data-root>/<uid>.<gid>`.
     pub userns_remap: Option<String>,
+    /// The default bridge (`None`: no default `bridge` network).
+    pub bridge: Option<String>,
+    /// `--bip`.
+    pub bip: Option<String>,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+    /// `--default-address-pool`s: `(base CIDR, prefix)`.
+    pub address_pools: Vec<(String, u8)>,
+    /// The host's resolv.conf (`BERTH_RESOLV_CONF` or `/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
 }
 
 /// Opening the engine failed.
@@ -66,6 +77,9 @@ pub enum EngineError {
     /// The volume service cannot start.
     #[error(transparent)]
     Volumes(#[from] volumes::VolumeError),
+    /// The network service cannot start.
+    #[error(transparent)]
+    Networks(#[from] networks::NetworkError),
     /// The container service cannot start.
     #[error(transparent)]
     Containers(#[from] containers::ContainerError),
@@ -89,6 +103,7 @@ pub struct Engine {
     id: String,
     images: Arc<images::ImageService>,
     volumes: Arc<volumes::VolumeService>,
+    networks: Arc<networks::NetworkService>,
     containers: Arc<containers::ContainerService>,
 }
 
@@ -126,6 +141,20 @@ impl Engine {
             db.clone(),
             events.clone(),
         )?);
+        let networks = networks::NetworkService::open(
+            networks::NetworkConfig {
+                bridge: config.bridge.clone(),
+                bip: config.bip.clone(),
+                mtu: config.mtu,
+                pools: config.address_pools.clone(),
+                resolv_conf: config.resolv_conf.clone(),
+                netns_dir: config.exec_root.join("netns"),
+            },
+            &config.data_root,
+            db.clone(),
+            events.clone(),
+        )
+        .await?;
         let containers = containers::ContainerService::open(
             containers::ContainerConfig {
                 data_root: config.data_root.clone(),
@@ -140,9 +169,11 @@ impl Engine {
             events.clone(),
             images.clone(),
             volumes.clone(),
+            networks.clone(),
         )
         .await?;
         Ok(Self {
+            networks,
             config,
             db,
             events,
@@ -171,6 +202,11 @@ impl Engine {
     /// The volume service.
     pub fn volumes(&self) -> &Arc<volumes::VolumeService> {
         &self.volumes
+    }
+
+    /// The network service.
+    pub fn networks(&self) -> &Arc<networks::NetworkService> {
+        &self.networks
     }
 
     /// The container service.

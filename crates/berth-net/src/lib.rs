@@ -10,4 +10,5 @@
 pub mod ipam;
 pub mod link;
 pub mod nat;
+pub mod netns;
 pub mod pool;

@@ -96,7 +96,7 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
-    /// Return low-level information on Berth objects (containers, images, volumes).
+    /// Return low-level information on Berth objects (containers, images, networks, volumes).
     Inspect(cmd::container::AnyInspectArgs),
     /// Show the history of an image.
     History(cmd::image::HistoryArgs),
@@ -165,6 +165,11 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(cmd::network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container.
+    Port(cmd::container::PortArgs),
     /// Generate the autocompletion script for the specified shell.
     Completion(cmd::CompletionArgs),
 }

@@ -11,6 +11,8 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
 /// The default cgroup parent of containers.
 pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
+/// The default bridge interface.
+pub const DEFAULT_BRIDGE: &str = "berth0";
 /// The default pid file.
 pub const DEFAULT_PIDFILE: &str = "/run/berth/berthd.pid";
 /// The default socket.
@@ -104,6 +106,52 @@ pub struct FileConfig {
     /// `userns-remap`.
     #[serde(rename = "userns-remap")]
     pub userns_remap: Option<String>,
+    /// `bridge`.
+    pub bridge: Option<String>,
+    /// `bip`.
+    pub bip: Option<String>,
+    /// `mtu`.
+    pub mtu: Option<u32>,
+    /// `default-address-pools`: `[{"base": "10.10.0.0/16", "size": 24}]`.
+    #[serde(rename = "default-address-pools")]
+    pub default_address_pools: Option<Vec<AddressPoolConfig>>,
+}
+
+/// One entry of `default-address-pools`.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPoolConfig {
+    /// The range subnets are cut from.
+    pub base: String,
+    /// The prefix length of each subnet.
+    pub size: u8,
+}
+
+impl std::str::FromStr for AddressPoolConfig {
+    type Err = String;
+
+    /// docker's flag form: `base=10.10.0.0/16,size=24`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut base = None;
+        let mut size = None;
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("base", v)) => base = Some(v.to_string()),
+                Some(("size", v)) => {
+                    size = Some(v.parse::<u8>().map_err(|_| format!("invalid pool size {v:?}"))?);
+                }
+                _ => {
+                    return Err(format!(
+                        "invalid address pool field {part:?}: expected base=CIDR,size=N"
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            base: base.ok_or("an address pool needs base=CIDR")?,
+            size: size.ok_or("an address pool needs size=N")?,
+        })
+    }
 }
 
 /// The command line.
@@ -166,6 +214,18 @@ pub struct Flags {
     /// UID or UID:GID, with their ranges from /etc/subuid and /etc/subgid.
     #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
     pub userns_remap: Option<String>,
+    /// The default bridge network's interface ("none": no default bridge network).
+    #[arg(short = 'b', long = "bridge", value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix (its subnet and gateway), e.g. 172.17.0.1/16.
+    #[arg(long = "bip", value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// The MTU of containers' interfaces on the default bridge.
+    #[arg(long = "mtu", value_name = "BYTES")]
+    pub mtu: Option<u32>,
+    /// Where network subnets are picked from: base=CIDR,size=PREFIX (repeatable; default docker's pools).
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    pub default_address_pools: Vec<AddressPoolConfig>,
 }
 
 /// Where to listen.
@@ -244,6 +304,14 @@ pub struct Config {
     pub cgroup_parent: String,
     /// `userns-remap` as given (absent or empty: off).
     pub userns_remap: Option<String>,
+    /// The default bridge (`None`: `--bridge none`).
+    pub bridge: Option<String>,
+    /// `--bip`.
+    pub bip: Option<String>,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+    /// `--default-address-pool` (empty: docker's defaults).
+    pub default_address_pools: Vec<AddressPoolConfig>,
 }
 
 impl Config {
@@ -294,6 +362,14 @@ impl Config {
             "cgroup-parent",
             flags.cgroup_parent.is_some(),
             file.cgroup_parent.is_some(),
+        );
+        pick("bridge", flags.bridge.is_some(), file.bridge.is_some());
+        pick("bip", flags.bip.is_some(), file.bip.is_some());
+        pick("mtu", flags.mtu.is_some(), file.mtu.is_some());
+        pick(
+            "default-address-pools",
+            !flags.default_address_pools.is_empty(),
+            file.default_address_pools.is_some(),
         );
         if !conflicts.is_empty() {
             return Err(ConfigError::Conflict(conflicts.join(", "), path.to_path_buf()));
@@ -373,10 +449,25 @@ impl Config {
             .clone()
             .or(file.userns_remap.clone())
             .filter(|s| !s.trim().is_empty());
+        let bridge = flags
+            .bridge
+            .clone()
+            .or(file.bridge.clone())
+            .unwrap_or_else(|| DEFAULT_BRIDGE.into());
+        let bridge = (bridge != "none").then_some(bridge);
+        let default_address_pools = if flags.default_address_pools.is_empty() {
+            file.default_address_pools.clone().unwrap_or_default()
+        } else {
+            flags.default_address_pools.clone()
+        };
         Ok(Self {
             exec_root,
             cgroup_parent,
             userns_remap,
+            bridge,
+            bip: flags.bip.clone().or(file.bip.clone()),
+            mtu: flags.mtu.or(file.mtu),
+            default_address_pools,
             hosts,
             data_root: flags
                 .data_root

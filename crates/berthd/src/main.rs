@@ -104,6 +104,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         init: helper_binary("berth-init")?,
         cgroup_parent: config.cgroup_parent.clone(),
         userns_remap: config.userns_remap.clone(),
+        bridge: config.bridge.clone(),
+        bip: config.bip.clone(),
+        mtu: config.mtu,
+        address_pools: config
+            .default_address_pools
+            .iter()
+            .map(|p| (p.base.clone(), p.size))
+            .collect(),
+        resolv_conf: std::env::var_os("BERTH_RESOLV_CONF").map_or_else(
+            || std::path::PathBuf::from("/etc/resolv.conf"),
+            std::path::PathBuf::from,
+        ),
     })
     .await
     .context("cannot open the engine")?;

@@ -11,6 +11,7 @@ use bollard_stubs::models::{
 use super::record::{Record, State, short};
 use super::spec::{self, MountKind};
 use super::{ContainerError, ContainerService, Entry, Result, layers, names, store};
+use crate::networks::{EndpointConfig, NetworkError};
 use crate::time::now_nanos;
 
 impl ContainerService {
@@ -29,6 +30,11 @@ impl ContainerService {
                 "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
+        let endpoints_req = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .unwrap_or_default();
         let (config, mut host) = split_body(body)?;
         // dockerd records the daemon's default log driver when the request names none.
         if host
@@ -78,14 +84,8 @@ impl ContainerService {
             spec::process::command_line(&config).map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let path = argv.remove(0);
         let args = argv;
+        let endpoints = self.resolve_networks(&mut host, &endpoints_req, &mut warnings)?;
         let network = host.network_mode.clone().unwrap_or_default();
-        if network == "bridge" {
-            warnings.push(
-                "the bridge network is not implemented yet: the container gets its own network namespace with \
-                 only a loopback interface"
-                    .to_string(),
-            );
-        }
         if let Some(target) = network.strip_prefix("container:") {
             self.lookup(target)?;
         }
@@ -160,7 +160,13 @@ impl ContainerService {
         let made = (|| -> Result<Vec<MountPoint>> {
             std::fs::create_dir_all(&cdir)
                 .map_err(|e| ContainerError::System(format!("cannot create {}: {e}", cdir.display())))?;
-            write_etc_files(&cdir, config.hostname.as_deref().unwrap_or(""), &network, &host)?;
+            write_etc_files(
+                &cdir,
+                config.hostname.as_deref().unwrap_or(""),
+                &network,
+                &host,
+                &self.networks.host_resolv_conf(),
+            )?;
             if let Some(remap) = self.remap_for(&host) {
                 give_to_mapped_root(&ly, &cdir, remap)?;
             }
@@ -240,6 +246,8 @@ impl ContainerService {
             restart_count: 0,
             has_been_started: false,
             lowers,
+            networks: endpoints,
+            ports: Vec::new(),
         };
         if let Err(e) = store::insert(&self.db, &rec) {
             undo(self, &made_volumes, &referenced);
@@ -278,6 +286,130 @@ fn give_to_mapped_root(
     Ok(())
 }
 
+impl ContainerService {
+    /// The networks a new container joins: its network mode's network (the default `bridge` when it names
+    /// none) and any other network of `NetworkingConfig.EndpointsConfig`, each with its aliases, address and
+    /// MAC, all checked. `host`, `none` and `container:<id>` join none; their published ports are dropped with
+    /// docker's warning.
+    fn resolve_networks(
+        &self,
+        host: &mut HostConfig,
+        requested: &std::collections::HashMap<String, bollard_stubs::models::EndpointSettings>,
+        warnings: &mut Vec<String>,
+    ) -> Result<std::collections::BTreeMap<String, EndpointConfig>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mode = host.network_mode.clone().unwrap_or_default();
+        let primary = match mode.as_str() {
+            "host" | "none" => None,
+            m if m.starts_with("container:") => None,
+            "" | "default" | "bridge" => match self.networks.default_network() {
+                Some(n) => Some(n),
+                None if mode == "bridge" => return Err(NetworkError::NotFound("bridge".into()).into()),
+                None => None,
+            },
+            name => Some(self.networks.get(name)?),
+        };
+        let primary = match primary {
+            Some(n) if n.driver == "host" => {
+                host.network_mode = Some("host".into());
+                None
+            }
+            Some(n) if n.driver == "null" => {
+                host.network_mode = Some("none".into());
+                None
+            }
+            other => other,
+        };
+        let Some(primary) = primary else {
+            let mode = host.network_mode.clone().unwrap_or_default();
+            if (mode == "host" || mode == "none" || mode.starts_with("container:"))
+                && host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+            {
+                warnings.push(format!(
+                    "Published ports are discarded when using {mode} network mode"
+                ));
+                host.port_bindings = None;
+            }
+            if requested.keys().any(|k| k != &mode) {
+                return Err(ContainerError::Invalid(format!(
+                    "container cannot be connected to other networks in network mode {mode}"
+                )));
+            }
+            return Ok(out);
+        };
+        if mode.is_empty() || mode == "default" {
+            host.network_mode = Some("bridge".into());
+        }
+        let wanted = |n: &crate::networks::NetRecord, key: Option<&str>| {
+            key.and_then(|k| requested.get(k))
+                .or_else(|| requested.get(&n.name))
+                .or_else(|| requested.get(&n.id))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let first = wanted(&primary, Some(mode.as_str()));
+        let ep = endpoint_config(&primary, &first)?;
+        self.networks.check_endpoint(&primary, &ep)?;
+        out.insert(primary.name.clone(), ep);
+        for (key, settings) in requested {
+            if key == &mode || key == &primary.name || key == &primary.id {
+                continue;
+            }
+            let net = self.networks.get(key)?;
+            if !net.is_bridge() {
+                return Err(ContainerError::Invalid(format!(
+                    "container cannot be connected to network {} ({} driver) as well as to {}",
+                    net.name, net.driver, primary.name
+                )));
+            }
+            let ep = endpoint_config(&net, settings)?;
+            self.networks.check_endpoint(&net, &ep)?;
+            out.insert(net.name.clone(), ep);
+        }
+        Ok(out)
+    }
+}
+
+/// What a container asks of one network, from the API's endpoint settings.
+pub(crate) fn endpoint_config(
+    net: &crate::networks::NetRecord,
+    s: &bollard_stubs::models::EndpointSettings,
+) -> Result<EndpointConfig> {
+    let ipv4 = match s
+        .ipam_config
+        .as_ref()
+        .and_then(|c| c.ipv4_address.as_deref())
+        .filter(|a| !a.is_empty())
+    {
+        Some(a) => Some(a.parse::<std::net::Ipv4Addr>().map_err(|_| {
+            ContainerError::Invalid(format!("invalid IPv4 address {a:?} for network {}", net.name))
+        })?),
+        None => None,
+    };
+    if s.ipam_config
+        .as_ref()
+        .and_then(|c| c.ipv6_address.as_deref())
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ContainerError::Invalid(
+            "IPv6 addresses are not supported by Berth".into(),
+        ));
+    }
+    let mut aliases: Vec<String> = Vec::new();
+    for a in s.aliases.clone().unwrap_or_default() {
+        if !aliases.contains(&a) {
+            aliases.push(a);
+        }
+    }
+    Ok(EndpointConfig {
+        network_id: net.id.clone(),
+        aliases,
+        ipv4,
+        mac: s.mac_address.clone().filter(|m| !m.is_empty()),
+        live: None,
+    })
+}
+
 /// Splits the create body into docker's `Config` and `HostConfig`.
 pub(crate) fn split_body(body: ContainerCreateBody) -> Result<(ContainerConfig, HostConfig)> {
     let host = body.host_config.clone().unwrap_or_default();
@@ -293,29 +425,66 @@ pub(crate) fn split_body(body: ContainerCreateBody) -> Result<(ContainerConfig, 
 
 /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for the container, bind-mounted over the init layer's
 /// placeholders. With the host's network they are the host's (resolv.conf copied); otherwise a private hosts file
-/// and the host's resolvers minus loopback addresses (which would point into the container itself).
-fn write_etc_files(dir: &std::path::Path, hostname: &str, network: &str, host: &HostConfig) -> Result<()> {
-    let write = |name: &str, data: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, data)
-            .map_err(|e| ContainerError::System(format!("cannot write {}: {e}", p.display())))
-    };
-    write("hostname", format!("{hostname}\n"))?;
+/// and the host's resolvers minus loopback addresses (which would point into the container itself). A container
+/// on a bridge network gets both rewritten at each start, with its addresses and the networks' DNS servers.
+fn write_etc_files(
+    dir: &std::path::Path,
+    hostname: &str,
+    network: &str,
+    host: &HostConfig,
+    host_resolv: &str,
+) -> Result<()> {
+    write_file(dir, "hostname", format!("{hostname}\n"))?;
+    write_file(dir, "hosts", hosts_text(hostname, network, host, &[]))?;
+    write_file(dir, "resolv.conf", resolv_text(host_resolv, None, host, network))
+}
+
+pub(crate) fn write_file(dir: &std::path::Path, name: &str, data: String) -> Result<()> {
+    let p = dir.join(name);
+    // Written in place (same inode): the file may be bind-mounted into a running container.
+    std::fs::write(&p, data).map_err(|e| ContainerError::System(format!("cannot write {}: {e}", p.display())))
+}
+
+/// The hosts file: the host's with the host network, else loopback names and the container's own addresses
+/// (`127.0.1.1` when it has none) under its hostname, then `--add-host` entries.
+pub(crate) fn hosts_text(
+    hostname: &str,
+    network: &str,
+    host: &HostConfig,
+    own: &[std::net::Ipv4Addr],
+) -> String {
     let mut hosts = if network == "host" {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
+        let mut h = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n\
-             ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        )
+             ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        if own.is_empty() {
+            h.push_str(&format!("127.0.1.1\t{hostname}\n"));
+        }
+        for ip in own {
+            h.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+        h
     };
     for h in host.extra_hosts.clone().unwrap_or_default() {
         if let Some((name, ip)) = h.split_once(':').or_else(|| h.split_once('=')) {
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    write("hosts", hosts)?;
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    hosts
+}
+
+/// The resolv.conf: the host's (`host_resolv`) with `nameservers` in place of its own when given (a bridge
+/// network's DNS servers), loopback resolvers dropped outside the host network, then `--dns`, `--dns-search`,
+/// `--dns-option`.
+pub(crate) fn resolv_text(
+    host_resolv: &str,
+    nameservers: Option<&[String]>,
+    host: &HostConfig,
+    network: &str,
+) -> String {
     let mut resolv = String::new();
     let dns = host.dns.clone().unwrap_or_default();
     let search = host.dns_search.clone().unwrap_or_default();
@@ -325,7 +494,7 @@ fn write_etc_files(dir: &std::path::Path, hostname: &str, network: &str, host: &
         if let Some(ns) = t.strip_prefix("nameserver") {
             let ns = ns.trim();
             let loopback = ns.starts_with("127.") || ns == "::1";
-            if !dns.is_empty() || (loopback && network != "host") {
+            if !dns.is_empty() || nameservers.is_some() || (loopback && network != "host") {
                 continue;
             }
         }
@@ -334,6 +503,11 @@ fn write_etc_files(dir: &std::path::Path, hostname: &str, network: &str, host: &
         }
         resolv.push_str(line);
         resolv.push('\n');
+    }
+    if dns.is_empty() {
+        for ns in nameservers.unwrap_or_default() {
+            resolv.push_str(&format!("nameserver {ns}\n"));
+        }
     }
     for ns in &dns {
         resolv.push_str(&format!("nameserver {ns}\n"));
@@ -344,8 +518,7 @@ fn write_etc_files(dir: &std::path::Path, hostname: &str, network: &str, host: &
     if !opts.is_empty() {
         resolv.push_str(&format!("options {}\n", opts.join(" ")));
     }
-    write("resolv.conf", resolv)?;
-    Ok(())
+    resolv
 }
 
 #[cfg(test)]
@@ -370,7 +543,14 @@ mod tests {
             "ExtraHosts": ["db:10.0.0.2"], "Dns": ["192.0.2.53"]
         }))
         .unwrap();
-        write_etc_files(t.path(), "abc", "none", &host).unwrap();
+        write_etc_files(
+            t.path(),
+            "abc",
+            "none",
+            &host,
+            "nameserver 127.0.0.53\nnameserver 192.0.2.1\n",
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(t.path().join("hostname")).unwrap(),
             "abc\n"
@@ -380,5 +560,27 @@ mod tests {
         let resolv = std::fs::read_to_string(t.path().join("resolv.conf")).unwrap();
         assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
         assert!(!resolv.contains("nameserver 127."), "{resolv}");
+        assert!(
+            !resolv.contains("192.0.2.1"),
+            "--dns replaces the host's: {resolv}"
+        );
+    }
+
+    #[test]
+    fn a_bridge_container_gets_its_addresses_and_the_network_dns() {
+        let host = HostConfig::default();
+        let hosts = hosts_text("abc", "bridge", &host, &["172.18.0.2".parse().unwrap()]);
+        assert!(hosts.contains("172.18.0.2\tabc\n"), "{hosts}");
+        assert!(!hosts.contains("127.0.1.1"), "{hosts}");
+        let resolv = resolv_text(
+            "search example.org\nnameserver 10.0.0.1\noptions ndots:2\n",
+            Some(&["172.18.0.1".to_string()]),
+            &host,
+            "net",
+        );
+        assert_eq!(
+            resolv,
+            "search example.org\noptions ndots:2\nnameserver 172.18.0.1\n"
+        );
     }
 }

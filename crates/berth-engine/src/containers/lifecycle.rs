@@ -111,6 +111,7 @@ impl ContainerService {
                     let mut r = e.rec();
                     r.state.exit_code = start_failure_code(&msg);
                     r.state.error = msg;
+                    r.clear_network_live();
                     r.state.pid = 0;
                     r.state.status = if r.has_been_started {
                         Status::Exited
@@ -178,7 +179,11 @@ impl ContainerService {
             Ok(NsMode::Private)
         };
         let hc = &rec.host_config;
-        let net = ns(hc.network_mode.as_deref().unwrap_or(""), "net")?;
+        let net = if rec.networks.is_empty() {
+            ns(hc.network_mode.as_deref().unwrap_or(""), "net")?
+        } else {
+            NsMode::Path(self.connect_networks(e, rec).await?)
+        };
         let ipc = ns(hc.ipc_mode.as_deref().unwrap_or(""), "ipc")?;
         let pid = ns(hc.pid_mode.as_deref().unwrap_or(""), "pid")?;
         let uts = ns(hc.uts_mode.as_deref().unwrap_or(""), "uts")?;
@@ -265,6 +270,73 @@ impl ContainerService {
         Ok((spawned.pid, spawned.monitor_pid, started_at))
     }
 
+    /// Makes the container's network namespace and its interfaces on each of its networks (the network of its
+    /// network mode first: `eth0`, with the default route), writes its hosts and resolv.conf, publishes its
+    /// ports, and records what it got before anything runs in it (so a daemon restart finds it).
+    async fn connect_networks(&self, e: &Arc<Entry>, rec: &Record) -> Result<PathBuf> {
+        use crate::networks::{Member, port_requests};
+        let mode = rec.host_config.network_mode.clone().unwrap_or_default();
+        let mut order: Vec<(&String, &crate::networks::EndpointConfig)> = rec.networks.iter().collect();
+        order.sort_by_key(|(name, _)| (**name != mode, (*name).clone()));
+        let mut nets = Vec::new();
+        for (name, ep) in &order {
+            let net = self
+                .networks
+                .get(&ep.network_id)
+                .map_err(|_| crate::networks::NetworkError::NotFound((*name).clone()))?;
+            nets.push(net);
+        }
+        let path = self.networks.create_netns(&rec.id).await?;
+        let member = Member {
+            id: &rec.id,
+            name: &rec.name,
+        };
+        let mut live = Vec::new();
+        for (i, ((name, ep), net)) in order.iter().zip(&nets).enumerate() {
+            let a = self
+                .networks
+                .attach(&member, &path, net, ep, &format!("eth{i}"), i == 0)
+                .await?;
+            live.push(((*name).clone(), a));
+        }
+        let hc = &rec.host_config;
+        let hostname = rec.config.hostname.clone().unwrap_or_default();
+        let ips: Vec<std::net::Ipv4Addr> = live.iter().map(|(_, a)| a.ip).collect();
+        let cdir = self.dirs.container(&rec.id);
+        super::create::write_file(
+            &cdir,
+            "hosts",
+            super::create::hosts_text(&hostname, &mode, hc, &ips),
+        )?;
+        let (servers, host_resolv) = self.networks.resolv_conf(&nets);
+        super::create::write_file(
+            &cdir,
+            "resolv.conf",
+            super::create::resolv_text(&host_resolv, Some(&servers), hc, &mode),
+        )?;
+        let requests = port_requests(
+            hc.port_bindings.as_ref(),
+            &rec.config.exposed_ports.clone().unwrap_or_default(),
+            hc.publish_all_ports.unwrap_or(false),
+        )?;
+        let published = match live.first() {
+            Some((_, a)) => self.networks.publish(&rec.id, a.ip, &requests).await?,
+            None => Vec::new(),
+        };
+        let snap = {
+            let mut r = e.rec();
+            for (name, a) in &live {
+                if let Some(ep) = r.networks.get_mut(name) {
+                    ep.live = Some(a.clone());
+                }
+            }
+            r.ports = published;
+            r.clone()
+        };
+        self.save(&snap)?;
+        Ok(path)
+    }
+
     /// The cgroup of a container: `<parent>/<id>`, the parent from `--cgroup-parent` or the daemon's.
     pub(crate) fn cgroups_path(&self, rec: &Record) -> String {
         let parent = rec
@@ -327,6 +399,9 @@ impl ContainerService {
             }
         }
         let _ = std::fs::remove_dir_all(self.run_dir(&id));
+        if !rec.networks.is_empty() || self.networks.netns_path(&id).exists() {
+            self.networks.release_container(&id).await;
+        }
     }
 
     /// Follows a running container until it exits, then records the exit.
@@ -365,6 +440,7 @@ impl ContainerService {
             r.state.oom_killed = exit.oom_killed;
             r.state.finished_at = finished;
             r.state.error = exit.error.clone();
+            r.clear_network_live();
             r.clone()
         };
         let _ = self.save(&snap);

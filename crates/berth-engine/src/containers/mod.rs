@@ -18,6 +18,7 @@ pub mod spec;
 pub mod stats;
 mod store;
 
+mod connect;
 mod create;
 mod exec;
 mod io;
@@ -67,6 +68,12 @@ pub enum ContainerError {
     /// Copying files in or out failed.
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    /// The operation is not allowed (docker answers 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A network operation failed.
+    #[error(transparent)]
+    Network(#[from] crate::networks::NetworkError),
     /// Something the daemon does on the host failed.
     #[error("{0}")]
     System(String),
@@ -80,6 +87,8 @@ impl HasKind for ContainerError {
             Self::Conflict(_) => ErrorKind::Conflict,
             Self::Image(e) => e.kind(),
             Self::Archive(e) => e.kind(),
+            Self::Network(e) => e.kind(),
+            Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Monitor(monitor::MonitorError::Refused(m)) if runtime_says_invalid(m) => {
                 ErrorKind::InvalidParameter
             }
@@ -225,6 +234,7 @@ pub struct ContainerService {
     pub(crate) events: Arc<EventBus>,
     pub(crate) images: Arc<ImageService>,
     pub(crate) volumes: Arc<crate::volumes::VolumeService>,
+    pub(crate) networks: Arc<crate::networks::NetworkService>,
     pub(crate) dirs: record::Dirs,
     pub(crate) layers_root: PathBuf,
     pub(crate) entries: RwLock<HashMap<String, Arc<Entry>>>,
@@ -245,6 +255,7 @@ impl ContainerService {
         events: Arc<EventBus>,
         images: Arc<ImageService>,
         volumes: Arc<crate::volumes::VolumeService>,
+        networks: Arc<crate::networks::NetworkService>,
     ) -> Result<Arc<Self>> {
         store::init(&db)?;
         let dirs = record::Dirs {
@@ -281,6 +292,7 @@ impl ContainerService {
             events,
             images,
             volumes,
+            networks,
             dirs,
             entries: RwLock::new(HashMap::new()),
             execs: ExecService::default(),

@@ -109,6 +109,12 @@ pub struct Record {
     pub has_been_started: bool,
     /// The image's layer directories, top first (the lower layers of its root).
     pub lowers: Vec<std::path::PathBuf>,
+    /// Its networks by name, with what it asked for and (while it runs) what it got.
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::networks::EndpointConfig>,
+    /// The ports published while it runs.
+    #[serde(default)]
+    pub ports: Vec<crate::networks::Published>,
 }
 
 /// The first 12 characters of an id.
@@ -155,6 +161,14 @@ pub fn human_duration(nanos: i64) -> String {
 }
 
 impl Record {
+    /// Forgets what its networks gave it while it ran (addresses, ports).
+    pub fn clear_network_live(&mut self) {
+        for ep in self.networks.values_mut() {
+            ep.live = None;
+        }
+        self.ports.clear();
+    }
+
     /// docker's `Status` column.
     pub fn status_line(&self) -> String {
         let now = now_nanos();
@@ -272,11 +286,110 @@ impl Record {
                 } else {
                     String::new()
                 }),
-                ports: Some(HashMap::new()),
-                networks: Some(HashMap::new()),
+                ports: Some(self.port_map()),
+                networks: Some(self.endpoint_settings()),
             }),
             ..Default::default()
         }
+    }
+
+    /// `NetworkSettings.Networks`: each network with what the container asked for and, while it runs, its
+    /// address, gateway and MAC.
+    pub fn endpoint_settings(&self) -> HashMap<String, bollard_stubs::models::EndpointSettings> {
+        let running = self.state.status.is_running();
+        self.networks
+            .iter()
+            .map(|(name, ep)| {
+                let live = ep.live.as_ref().filter(|_| running);
+                let mut dns_names = vec![self.name.clone(), short(&self.id).to_string()];
+                dns_names.extend(ep.aliases.iter().cloned());
+                let v = bollard_stubs::models::EndpointSettings {
+                    ipam_config: ep.ipv4.map(|ip| bollard_stubs::models::EndpointIpamConfig {
+                        ipv4_address: Some(ip.to_string()),
+                        ..Default::default()
+                    }),
+                    links: None,
+                    mac_address: Some(live.map(|a| a.mac.clone()).or(ep.mac.clone()).unwrap_or_default()),
+                    aliases: (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+                    network_id: Some(ep.network_id.clone()),
+                    endpoint_id: Some(live.map(|a| a.endpoint_id.clone()).unwrap_or_default()),
+                    gateway: Some(live.map(|a| a.gateway.to_string()).unwrap_or_default()),
+                    ip_address: Some(live.map(|a| a.ip.to_string()).unwrap_or_default()),
+                    ip_prefix_len: Some(live.map_or(0, |a| i64::from(a.prefix))),
+                    ipv6_gateway: Some(String::new()),
+                    global_ipv6_address: Some(String::new()),
+                    global_ipv6_prefix_len: Some(0),
+                    dns_names: (name != "bridge").then_some(dns_names),
+                    ..Default::default()
+                };
+                (name.clone(), v)
+            })
+            .collect()
+    }
+
+    /// `NetworkSettings.Ports`: published ports while it runs, exposed ones without a binding as `null`.
+    pub fn port_map(&self) -> bollard_stubs::models::PortMap {
+        let mut out: bollard_stubs::models::PortMap = HashMap::new();
+        if !self.state.status.is_running() {
+            return out;
+        }
+        for key in self.config.exposed_ports.clone().unwrap_or_default() {
+            out.entry(key).or_insert(None);
+        }
+        for p in &self.ports {
+            let key = format!("{}/{}", p.container_port, if p.udp { "udp" } else { "tcp" });
+            out.entry(key).or_insert(None).get_or_insert_with(Vec::new).push(
+                bollard_stubs::models::PortBinding {
+                    host_ip: Some(
+                        p.host_ip
+                            .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                    ),
+                    host_port: Some(p.host_port.to_string()),
+                },
+            );
+        }
+        out
+    }
+
+    /// The `Ports` of `GET /containers/json`.
+    pub fn port_summaries(&self) -> Vec<bollard_stubs::models::PortSummary> {
+        use bollard_stubs::models::{PortSummary, PortSummaryTypeEnum};
+        let typ = |udp: bool| {
+            Some(if udp {
+                PortSummaryTypeEnum::UDP
+            } else {
+                PortSummaryTypeEnum::TCP
+            })
+        };
+        let mut out: Vec<PortSummary> = Vec::new();
+        let running = self.state.status.is_running();
+        if running {
+            for p in &self.ports {
+                out.push(PortSummary {
+                    ip: Some(
+                        p.host_ip
+                            .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                    ),
+                    private_port: p.container_port,
+                    public_port: Some(p.host_port),
+                    typ: typ(p.udp),
+                });
+            }
+        }
+        for key in self.config.exposed_ports.clone().unwrap_or_default() {
+            let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+            let Ok(port) = port.parse::<u16>() else { continue };
+            let udp = proto == "udp";
+            if !out.iter().any(|p| p.private_port == port && p.typ == typ(udp)) {
+                out.push(PortSummary {
+                    ip: None,
+                    private_port: port,
+                    public_port: None,
+                    typ: typ(udp),
+                });
+            }
+        }
+        out
     }
 
     /// The json-file log path ("" with the `none` log driver).
@@ -312,7 +425,7 @@ impl Record {
             image_id: Some(self.image_id.clone()),
             command: Some(self.command_line()),
             created: Some(self.created / 1_000_000_000),
-            ports: Some(Vec::new()),
+            ports: Some(self.port_summaries()),
             size_rw: size.map(|s| s.0),
             size_root_fs: size.map(|s| s.1),
             labels: Some(self.config.labels.clone().unwrap_or_default()),
@@ -322,7 +435,9 @@ impl Record {
                 network_mode: self.host_config.network_mode.clone(),
                 annotations: None,
             }),
-            network_settings: None,
+            network_settings: Some(bollard_stubs::models::ContainerSummaryNetworkSettings {
+                networks: Some(self.endpoint_settings()),
+            }),
             mounts: Some(self.mounts.clone()),
             ..Default::default()
         }

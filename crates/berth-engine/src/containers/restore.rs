@@ -29,6 +29,52 @@ impl crate::volumes::VolumeUsers for Users {
 }
 
 impl ContainerService {
+    /// Gives the network service the endpoints and published ports of the containers that still run, then lets
+    /// it release everything else (addresses, veths, namespaces of containers that are gone) and re-apply the
+    /// ruleset.
+    async fn restore_networks(&self) {
+        let running: Vec<super::Record> = self
+            .entries()
+            .values()
+            .map(|e| e.snapshot())
+            .filter(|r| r.state.status.is_running())
+            .collect();
+        let mut ids = HashSet::new();
+        for rec in &running {
+            ids.insert(rec.id.clone());
+            let member = crate::networks::Member {
+                id: &rec.id,
+                name: &rec.name,
+            };
+            let mut first_ip = None;
+            for ep in rec.networks.values() {
+                let (Some(a), Ok(net)) = (&ep.live, self.networks.get(&ep.network_id)) else {
+                    continue;
+                };
+                if a.ifname == "eth0" {
+                    first_ip = Some(a.ip);
+                }
+                self.networks.restore_endpoint(&member, &net, ep, a);
+            }
+            if let (Some(ip), false) = (first_ip, rec.ports.is_empty()) {
+                let requests: Vec<crate::networks::PortRequest> = rec
+                    .ports
+                    .iter()
+                    .map(|p| crate::networks::PortRequest {
+                        udp: p.udp,
+                        host_ip: p.host_ip,
+                        host_ports: Some((p.host_port, p.host_port)),
+                        container_port: p.container_port,
+                    })
+                    .collect();
+                if let Err(err) = self.networks.publish(&rec.id, ip, &requests).await {
+                    tracing::warn!(container = %rec.id, error = %err, "cannot publish the container's ports again");
+                }
+            }
+        }
+        self.networks.sweep(&ids).await;
+    }
+
     pub(crate) async fn restore(self: Arc<Self>) -> Result<()> {
         let recs = store::load_all(&self.db)?;
         let known: HashSet<String> = recs.iter().map(|r| r.id.clone()).collect();
@@ -151,6 +197,7 @@ impl ContainerService {
                 to_restart.push(e.clone());
             }
         }
+        self.restore_networks().await;
         for e in to_restart {
             let svc = self.clone();
             tokio::spawn(async move {

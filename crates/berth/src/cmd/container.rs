@@ -138,7 +138,7 @@ pub struct AnyInspectArgs {
     /// Display total file sizes if the type is container.
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Only inspect objects of the given type (container, image, volume).
+    /// Only inspect objects of the given type (container, image, network, volume).
     #[arg(long = "type")]
     pub kind: Option<String>,
 }
@@ -299,6 +299,17 @@ pub struct LogsArgs {
     pub until: Option<String>,
 }
 
+/// `port`, `container port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The container port, with the protocol (tcp when not given).
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
+    pub port: Option<String>,
+}
+
 /// `container prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -336,6 +347,8 @@ pub enum ContainerCommand {
     Ls(PsArgs),
     /// Pause all processes within one or more containers.
     Pause(ContainersArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(PortArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
     /// Rename a container.
@@ -377,6 +390,7 @@ pub async fn run(ctx: &Ctx, c: ContainerCommand) -> CmdResult {
         ContainerCommand::Logs(a) => logs(ctx, a).await,
         ContainerCommand::Ls(a) => ps(ctx, a).await,
         ContainerCommand::Pause(a) => pause(ctx, a, "pause").await,
+        ContainerCommand::Port(a) => port(ctx, a).await,
         ContainerCommand::Prune(a) => prune(ctx, a, false).await.map(|_| ()),
         ContainerCommand::Rename(a) => rename(ctx, a).await,
         ContainerCommand::Restart(a) => stop(ctx, a, "restart").await,
@@ -870,11 +884,12 @@ pub async fn inspect(ctx: &Ctx, a: InspectArgs) -> CmdResult {
     errors_result(errors)
 }
 
-/// `inspect`: each name is looked up as a container, then an image, then a volume (or only as `--type`).
+/// `inspect`: each name is looked up as a container, then an image, then a network, then a volume (or only as
+/// `--type`).
 pub async fn inspect_any(ctx: &Ctx, a: AnyInspectArgs) -> CmdResult {
     let kinds: Vec<&str> = match a.kind.as_deref() {
-        None | Some("") => vec!["container", "image", "volume"],
-        Some(k @ ("container" | "image" | "volume")) => vec![k],
+        None | Some("") => vec!["container", "image", "network", "volume"],
+        Some(k @ ("container" | "image" | "network" | "volume")) => vec![k],
         Some(k) => return Err(util::invalid_type(k)),
     };
     let c = ctx.client().await?;
@@ -888,6 +903,7 @@ pub async fn inspect_any(ctx: &Ctx, a: AnyInspectArgs) -> CmdResult {
                     &[("size", if a.size { "1" } else { "" })],
                 ),
                 "image" => format!("/images/{n}/json"),
+                "network" => format!("/networks/{}", client::encode(n)),
                 _ => format!("/volumes/{n}"),
             };
             match c.get_json(&path).await {
@@ -906,6 +922,84 @@ pub async fn inspect_any(ctx: &Ctx, a: AnyInspectArgs) -> CmdResult {
     }
     print_inspect(&out, &a.format)?;
     errors_result(errors)
+}
+
+// ---- port ----
+
+/// Go's `net.JoinHostPort`.
+fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// What `port` prints for a container's inspect JSON (`NetworkSettings.Ports`): every mapping as
+/// `80/tcp -> 0.0.0.0:8080`, or for one `PRIVATE_PORT[/PROTO]` its host addresses, naturally sorted as docker's.
+/// `name` is the container as the user gave it (for the error).
+pub fn port_lines(inspect: &Value, name: &str, port: Option<&str>) -> Result<Vec<String>, Failure> {
+    let ports = inspect
+        .get("NetworkSettings")
+        .and_then(|n| n.get("Ports"))
+        .and_then(Value::as_object);
+    let frontends = |key: &str| -> Vec<String> {
+        ports
+            .and_then(|p| p.get(key))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|b| join_host_port(s(b, "HostIp"), s(b, "HostPort")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    match port {
+        Some(spec) => {
+            let (num, proto) = spec.split_once('/').unwrap_or((spec, ""));
+            let proto = if proto.is_empty() { "tcp" } else { proto };
+            if let Err(why) = parse_port_number(num) {
+                return Err(Failure::from(format!(
+                    "Error: invalid port ({num}): strconv.ParseUint: parsing {num:?}: {why}"
+                )));
+            }
+            out = frontends(&format!("{num}/{proto}"));
+            if out.is_empty() {
+                return Err(Failure::from(format!(
+                    "Error: No public port '{spec}' published for {name}"
+                )));
+            }
+        }
+        None => {
+            for key in ports.map(|p| p.keys().collect::<Vec<_>>()).unwrap_or_default() {
+                for f in frontends(key) {
+                    out.push(format!("{key} -> {f}"));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| super::network::natural_cmp(a, b));
+    Ok(out)
+}
+
+/// Go's `strconv.ParseUint(s, 10, 16)`: the reason it fails.
+fn parse_port_number(s: &str) -> Result<u16, &'static str> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("invalid syntax");
+    }
+    s.parse::<u16>().map_err(|_| "value out of range")
+}
+
+/// `port`.
+pub async fn port(ctx: &Ctx, a: PortArgs) -> CmdResult {
+    let c = ctx.client().await?;
+    let v = c.get_json(&format!("/containers/{}/json", a.container)).await?;
+    let lines = port_lines(&v, &a.container, a.port.as_deref())?;
+    if !lines.is_empty() {
+        println!("{}", lines.join("\n"));
+    }
+    Ok(())
 }
 
 // ---- top ----
@@ -1827,6 +1921,93 @@ mod tests {
             displayable_ports(&[p("::", 80, 8080, "udp")]),
             "[::]:8080->80/udp"
         );
+    }
+
+    #[test]
+    fn ports_of_published_ranges_as_docker_28() {
+        let p = |ip: &str, private: u64, public: u64, t: &str| json!({"IP": ip, "PrivatePort": private, "PublicPort": public, "Type": t});
+        // -p 8000-8002:80-82: docker's DisplayablePorts only groups ports whose public and private numbers are
+        // equal; others are listed one by one.
+        assert_eq!(
+            displayable_ports(&[
+                p("0.0.0.0", 82, 8002, "tcp"),
+                p("0.0.0.0", 80, 8000, "tcp"),
+                p("0.0.0.0", 81, 8001, "tcp")
+            ]),
+            "0.0.0.0:8000->80/tcp, 0.0.0.0:8001->81/tcp, 0.0.0.0:8002->82/tcp"
+        );
+        // -p 80-82:80-82 collapses.
+        assert_eq!(
+            displayable_ports(&[
+                p("0.0.0.0", 80, 80, "tcp"),
+                p("0.0.0.0", 81, 81, "tcp"),
+                p("0.0.0.0", 82, 82, "tcp")
+            ]),
+            "0.0.0.0:80-82->80-82/tcp"
+        );
+        // Exposed only, published, udp, a gap (a group closed by a gap comes first, as docker's).
+        assert_eq!(
+            displayable_ports(&[
+                p("", 443, 0, "tcp"),
+                p("127.0.0.1", 80, 8080, "tcp"),
+                p("0.0.0.0", 53, 53, "udp"),
+                p("", 90, 0, "tcp"),
+                p("", 91, 0, "tcp"),
+            ]),
+            "90-91/tcp, 0.0.0.0:53->53/udp, 443/tcp, 127.0.0.1:8080->80/tcp"
+        );
+        let c = json!({"Id": "x", "Ports": [p("0.0.0.0", 80, 8080, "tcp")],
+                       "NetworkSettings": {"Networks": {"n2": {}, "n1": {}}}});
+        let r = ps_row(&c, false);
+        assert_eq!(r["Ports"], "0.0.0.0:8080->80/tcp");
+        assert_eq!(r["Networks"], "n1,n2");
+        let f = Format::parse("{{.Ports}}|{{.Networks}}", "").unwrap();
+        assert_eq!(f.render(&r).unwrap(), "0.0.0.0:8080->80/tcp|n1,n2");
+    }
+
+    #[test]
+    fn port_output() {
+        let v = json!({"NetworkSettings": {"Ports": {
+            "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+            "9/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}],
+            "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}],
+            "443/tcp": null,
+        }}});
+        assert_eq!(
+            port_lines(&v, "web", None).unwrap(),
+            vec![
+                "9/tcp -> 127.0.0.1:9000",
+                "53/udp -> 0.0.0.0:5353",
+                "80/tcp -> 0.0.0.0:8080",
+                "80/tcp -> [::]:8080"
+            ]
+        );
+        assert_eq!(
+            port_lines(&v, "web", Some("80")).unwrap(),
+            vec!["0.0.0.0:8080", "[::]:8080"]
+        );
+        assert_eq!(
+            port_lines(&v, "web", Some("53/udp")).unwrap(),
+            vec!["0.0.0.0:5353"]
+        );
+        let e = port_lines(&v, "web", Some("81/tcp")).unwrap_err();
+        assert_eq!(
+            (e.message.as_str(), e.code),
+            ("Error: No public port '81/tcp' published for web", 1)
+        );
+        assert_eq!(
+            port_lines(&v, "web", Some("443")).unwrap_err().message,
+            "Error: No public port '443' published for web"
+        );
+        assert_eq!(
+            port_lines(&v, "web", Some("http")).unwrap_err().message,
+            "Error: invalid port (http): strconv.ParseUint: parsing \"http\": invalid syntax"
+        );
+        assert_eq!(
+            port_lines(&v, "web", Some("70000")).unwrap_err().message,
+            "Error: invalid port (70000): strconv.ParseUint: parsing \"70000\": value out of range"
+        );
+        assert!(port_lines(&json!({}), "web", None).unwrap().is_empty());
     }
 
     #[test]

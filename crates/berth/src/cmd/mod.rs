@@ -6,6 +6,7 @@ pub mod context;
 pub mod exec;
 pub mod image;
 pub mod login;
+pub mod network;
 pub mod run;
 pub mod system;
 pub mod util;
@@ -66,6 +67,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Diff(a) => container::diff(ctx, a).await,
         Command::Container(c) => container::run(ctx, c).await,
         Command::Volume(c) => volume::run(ctx, c).await,
+        Command::Network(c) => network::run(ctx, c).await,
+        Command::Port(a) => container::port(ctx, a).await,
         Command::Completion(a) => {
             clap_complete::generate(
                 a.shell,

@@ -107,9 +107,24 @@ pub struct ContainerFlags {
     /// Optional parent cgroup for the container.
     #[arg(long = "cgroup-parent")]
     pub cgroup_parent: Option<String>,
-    /// Connect a container to a network (none, host, or the default).
+    /// Connect a container to a network (NAME, or name=NAME,alias=A,ip=IP,...); repeatable.
     #[arg(long = "network", alias = "net")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33).
+    #[arg(long = "ip6")]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Container IPv4/IPv6 link-local addresses.
+    #[arg(long = "link-local-ip")]
+    pub link_local_ip: Vec<String>,
     /// Security options (no-new-privileges, seccomp=unconfined|FILE, ...).
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
@@ -833,91 +848,157 @@ pub fn effective_caps(add: &[String], drop: &[String]) -> (Vec<String>, Vec<Stri
     (add, drop)
 }
 
-/// `-p [IP:][HOST:]CONTAINER[/PROTO]` → (`"80/tcp"`, `{"HostIp", "HostPort"}`) pairs (go-connections'
-/// `ParsePortSpec`, ranges expanded).
+/// Go's `strconv.ParseUint(s, 10, 16)` with its error text.
+fn parse_uint16(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseUint: parsing {s:?}: invalid syntax"));
+    }
+    match s.parse::<u16>() {
+        Ok(v) => Ok(u64::from(v)),
+        Err(_) => Err(format!("strconv.ParseUint: parsing {s:?}: value out of range")),
+    }
+}
+
+/// go-connections' `ParsePortRange`: `PORT` or `START-END` (anything after a second `-` is ignored, as there).
+pub fn parse_port_range(ports: &str) -> Result<(u64, u64), String> {
+    if ports.is_empty() {
+        return Err("empty string specified for ports".to_string());
+    }
+    if !ports.contains('-') {
+        let p = parse_uint16(ports)?;
+        return Ok((p, p));
+    }
+    let mut parts = ports.split('-');
+    let start = parse_uint16(parts.next().unwrap_or(""))?;
+    let end = parse_uint16(parts.next().unwrap_or(""))?;
+    if end < start {
+        return Err(format!("invalid range specified for port: {ports}"));
+    }
+    Ok((start, end))
+}
+
+/// go-connections' `SplitProtoPort`: `PORT[/PROTO]` → (proto, port); tcp when none is given, both empty when the
+/// port is.
+pub fn split_proto_port(raw: &str) -> (String, String) {
+    let parts: Vec<&str> = raw.split('/').collect();
+    if raw.is_empty() || parts[0].is_empty() {
+        return (String::new(), String::new());
+    }
+    if parts.len() == 1 {
+        return ("tcp".to_string(), raw.to_string());
+    }
+    if parts[1].is_empty() {
+        return ("tcp".to_string(), parts[0].to_string());
+    }
+    (parts[1].to_string(), parts[0].to_string())
+}
+
+/// docker's `convertToStandardNotation`: the long `-p` syntax (`published=8080,target=80,protocol=udp`) as
+/// `8080:80/udp`; other values unchanged.
+pub fn publish_standard_notation(spec: &str) -> Result<String, String> {
+    if !spec.contains('=') {
+        return Ok(spec.to_string());
+    }
+    let mut params: BTreeMap<&str, &str> = BTreeMap::from([("protocol", "tcp")]);
+    for param in spec.split(',') {
+        match param.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                params.insert(k, v);
+            }
+            _ => {
+                return Err(format!(
+                    "invalid publish opts format (should be name=value but got '{param}')"
+                ));
+            }
+        }
+    }
+    let get = |k: &str| params.get(k).copied().unwrap_or("");
+    Ok(format!(
+        "{}:{}/{}",
+        get("published"),
+        get("target"),
+        get("protocol")
+    ))
+}
+
+/// `-p [IP:][HOST:]CONTAINER[/PROTO]` → (`"80/tcp"`, `{"HostIp", "HostPort"}`) pairs, as go-connections'
+/// `ParsePortSpec`: a container range gets one binding per port (with a host range of the same size, or no host
+/// port); a single container port with a host range gets one binding with the range as `HostPort`.
 pub fn parse_publish(spec: &str) -> Result<Vec<(String, Value)>, String> {
-    let (raw, proto) = match spec.rsplit_once('/') {
-        Some((r, p)) => (r, p.to_lowercase()),
-        None => (spec, "tcp".to_string()),
+    let spec = &publish_standard_notation(spec)?;
+    let parts: Vec<&str> = spec.split(':').collect();
+    let n = parts.len();
+    let (ip, host_port, container) = match n {
+        1 => (String::new(), "", parts[0]),
+        2 => (String::new(), parts[0], parts[1]),
+        _ => (parts[..n - 2].join(":"), parts[n - 2], parts[n - 1]),
     };
+    let (proto, container) = split_proto_port(container);
+    let proto = proto.to_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("invalid proto: {proto}"));
     }
-    // The IP may be an IPv6 address in brackets.
-    let (ip, rest) = if let Some(r) = raw.strip_prefix('[') {
-        let (ip, rest) = r
-            .split_once(']')
-            .ok_or_else(|| format!("invalid IP address: {raw}"))?;
-        (ip.to_string(), rest.strip_prefix(':').unwrap_or(rest).to_string())
-    } else {
-        let parts: Vec<&str> = raw.split(':').collect();
-        match parts.len() {
-            1 | 2 => (String::new(), raw.to_string()),
-            3 => (parts[0].to_string(), format!("{}:{}", parts[1], parts[2])),
-            _ => return Err(format!("invalid IP address: {raw}")),
+    let ip = if let Some(inner) = ip.strip_prefix('[') {
+        match inner.split_once(']') {
+            None => {
+                return Err(format!(
+                    "invalid IP address {ip}: address {ip}:: missing ']' in address"
+                ));
+            }
+            Some((host, "")) => host.to_string(),
+            Some(_) => {
+                return Err(format!(
+                    "invalid IP address {ip}: address {ip}:: missing port in address"
+                ));
+            }
         }
+    } else {
+        ip
     };
     if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
         return Err(format!("invalid IP address: {ip}"));
     }
-    let (host, container) = match rest.split_once(':') {
-        Some((h, c)) => (h.to_string(), c.to_string()),
-        None => (String::new(), rest),
-    };
-    let range = |s: &str, what: &str| -> Result<(u16, u16), String> {
-        let err = || format!("invalid {what}: {s}");
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let a: u16 = a.parse().map_err(|_| err())?;
-        let b: u16 = b.parse().map_err(|_| err())?;
-        if b < a {
-            return Err(err());
-        }
-        Ok((a, b))
-    };
     if container.is_empty() {
         return Err(format!("no port specified: {spec}<empty>"));
     }
-    let (c0, c1) = range(&container, "containerPort")?;
-    let host_range = if host.is_empty() {
-        None
-    } else {
-        Some(range(&host, "hostPort")?)
-    };
-    if let Some((h0, h1)) = host_range
-        && h1 - h0 != c1 - c0
-        && h1 != h0
-        && c1 != c0
-    {
-        return Err(format!(
-            "invalid ranges specified for container and host Ports: {container} and {host}"
-        ));
+    let (start, end) =
+        parse_port_range(&container).map_err(|_| format!("invalid containerPort: {container}"))?;
+    let (mut host_start, mut host_end) = (0, 0);
+    if !host_port.is_empty() {
+        (host_start, host_end) =
+            parse_port_range(host_port).map_err(|_| format!("invalid hostPort: {host_port}"))?;
+        if end - start != host_end - host_start && end != start {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {container} and {host_port}"
+            ));
+        }
     }
-    let mut out = Vec::new();
-    for (i, port) in (c0..=c1).enumerate() {
-        let host_port = match host_range {
-            None => String::new(),
-            Some((h0, h1)) if c1 == c0 && h1 != h0 => format!("{h0}-{h1}"),
-            Some((h0, _)) if c1 == c0 => h0.to_string(),
-            Some((h0, _)) => (u32::from(h0) + u32::try_from(i).unwrap_or(0)).to_string(),
-        };
-        out.push((
-            format!("{port}/{proto}"),
-            json!({"HostIp": ip, "HostPort": host_port}),
-        ));
-    }
-    Ok(out)
+    let count = end - start + 1;
+    Ok((0..count)
+        .map(|i| {
+            let mut hp = String::new();
+            if !host_port.is_empty() {
+                hp = (host_start + i).to_string();
+                if count == 1 && host_start != host_end {
+                    hp = format!("{hp}-{host_end}");
+                }
+            }
+            (
+                format!("{}/{proto}", start + i),
+                json!({"HostIp": ip, "HostPort": hp}),
+            )
+        })
+        .collect())
 }
 
-/// `--expose PORT[-PORT][/PROTO]` → port keys.
+/// `--expose PORT[-PORT][/PROTO]` → port keys, with docker's errors.
 pub fn parse_expose(spec: &str) -> Result<Vec<String>, String> {
-    let (raw, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-    let (a, b) = raw.split_once('-').unwrap_or((raw, raw));
-    let err = || format!("invalid range format for --expose: {spec}");
-    let a: u16 = a.parse().map_err(|_| err())?;
-    let b: u16 = b.parse().map_err(|_| err())?;
-    if b < a {
-        return Err(err());
+    if spec.contains(':') {
+        return Err(format!("invalid port format for --expose: {spec}"));
     }
+    let (proto, port) = split_proto_port(spec);
+    let (a, b) = parse_port_range(&port)
+        .map_err(|e| format!("invalid range format for --expose: {spec}, error: {e}"))?;
     Ok((a..=b).map(|p| format!("{p}/{proto}")).collect())
 }
 
@@ -935,6 +1016,242 @@ pub fn parse_add_host(spec: &str) -> Result<String, String> {
         return Err(format!("invalid IP address in add-host: {ip:?}"));
     }
     Ok(format!("{name}:{bare}"))
+}
+
+/// One `--network` value: a name, or docker's long syntax `name=N,alias=A,ip=IP,ip6=IP,mac-address=M,
+/// link-local-ip=IP,driver-opt=K=V,gw-priority=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    /// The network (name or ID).
+    pub target: String,
+    /// Network-scoped aliases.
+    pub aliases: Vec<String>,
+    /// The IPv4 address.
+    pub ipv4: String,
+    /// The IPv6 address.
+    pub ipv6: String,
+    /// The MAC address.
+    pub mac: String,
+    /// Link-local addresses.
+    pub link_local: Vec<String>,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+    /// Gateway priority.
+    pub gw_priority: i64,
+}
+
+/// docker's `NetworkOpt.Set`: the long syntax when the value has `word=word` in it (keys and values are
+/// lower-cased, as docker does), else the value is the network.
+pub fn parse_network_opt(value: &str) -> Result<NetworkAttachment, String> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = value.as_bytes();
+    let long = (1..bytes.len().saturating_sub(1))
+        .any(|i| bytes[i] == b'=' && word(bytes[i - 1]) && word(bytes[i + 1]));
+    if !long {
+        return Ok(NetworkAttachment {
+            target: value.to_string(),
+            ..Default::default()
+        });
+    }
+    let mut n = NetworkAttachment::default();
+    for field in csv_fields(value) {
+        let lower = field.to_lowercase();
+        let (key, val) = match lower.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k.trim(), v.trim()),
+            _ => return Err(format!("invalid field {field}")),
+        };
+        match key {
+            "name" => n.target = val.to_string(),
+            "alias" => n.aliases.push(val.to_string()),
+            "ip" => n.ipv4 = val.to_string(),
+            "ip6" => n.ipv6 = val.to_string(),
+            "mac-address" => n.mac = val.to_string(),
+            "link-local-ip" => n.link_local.push(val.to_string()),
+            "driver-opt" => match val.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    n.driver_opts.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                _ => return Err("invalid key value pair format in driver options".to_string()),
+            },
+            "gw-priority" => {
+                n.gw_priority = val.parse().map_err(|_| {
+                    let why = if !val.is_empty()
+                        && val
+                            .trim_start_matches(['-', '+'])
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                    {
+                        "value out of range"
+                    } else {
+                        "invalid syntax"
+                    };
+                    format!("invalid gw-priority ({val}): {why}")
+                })?;
+            }
+            other => return Err(format!("invalid field key {other}")),
+        }
+    }
+    if n.target.is_empty() {
+        return Err("network name/id is not specified".to_string());
+    }
+    Ok(n)
+}
+
+/// docker's `NetworkMode.IsUserDefined`.
+pub fn is_user_defined(mode: &str) -> bool {
+    !matches!(mode, "default" | "bridge" | "host" | "none")
+        && mode.split_once(':').is_none_or(|(k, _)| k != "container")
+}
+
+/// Go's `net.ParseMAC` accepts 6, 8 or 20 octets as `xx:xx:..`, `xx-xx-..` or `xxxx.xxxx.xxxx`.
+pub fn valid_mac(s: &str) -> bool {
+    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let octets_ok = |n: usize| matches!(n, 6 | 8 | 20);
+    if s.len() < 14 {
+        return false;
+    }
+    let b = s.as_bytes();
+    if b[2] == b':' || b[2] == b'-' {
+        let sep = b[2] as char;
+        let parts: Vec<&str> = s.split(sep).collect();
+        octets_ok(parts.len()) && parts.iter().all(|p| hex(p, 2))
+    } else if b[4] == b'.' {
+        let parts: Vec<&str> = s.split('.').collect();
+        octets_ok(parts.len() * 2) && parts.iter().all(|p| hex(p, 4))
+    } else {
+        false
+    }
+}
+
+/// docker's `parseNetworkAttachmentOpt`: one attachment as an `EndpointSettings` (only the fields set).
+fn endpoint_settings(n: &NetworkAttachment) -> Result<Value, String> {
+    if n.target.trim().is_empty() {
+        return Err("no name set for network".to_string());
+    }
+    if !is_user_defined(&n.target) && !n.aliases.is_empty() {
+        return Err("network-scoped aliases are only supported for user-defined networks".to_string());
+    }
+    let mut ep = Map::new();
+    if !n.ipv4.is_empty() || !n.ipv6.is_empty() || !n.link_local.is_empty() {
+        let mut ipam = Map::new();
+        if !n.ipv4.is_empty() {
+            ipam.insert("IPv4Address".into(), json!(n.ipv4));
+        }
+        if !n.ipv6.is_empty() {
+            ipam.insert("IPv6Address".into(), json!(n.ipv6));
+        }
+        if !n.link_local.is_empty() {
+            ipam.insert("LinkLocalIPs".into(), json!(n.link_local));
+        }
+        ep.insert("IPAMConfig".into(), Value::Object(ipam));
+    }
+    if !n.aliases.is_empty() {
+        ep.insert("Aliases".into(), json!(n.aliases));
+    }
+    if !n.mac.is_empty() {
+        if !valid_mac(n.mac.trim()) {
+            return Err(format!("{} is not a valid mac address", n.mac));
+        }
+        ep.insert("MacAddress".into(), json!(n.mac));
+    }
+    if !n.driver_opts.is_empty() {
+        ep.insert("DriverOpts".into(), json!(n.driver_opts));
+    }
+    if n.gw_priority != 0 {
+        ep.insert("GwPriority".into(), json!(n.gw_priority));
+    }
+    Ok(Value::Object(ep))
+}
+
+/// docker's `applyContainerOptions`: `--network-alias`, `--ip`, `--ip6`, `--mac-address` and `--link-local-ip`
+/// apply to the first network, and conflict with the same setting in its long syntax.
+fn apply_container_options(n: &mut NetworkAttachment, flags: &ContainerFlags) -> Result<(), String> {
+    let conflict = |what: &str| Err(format!("conflicting options: cannot specify both {what}"));
+    let ip = flags.ip.clone().unwrap_or_default();
+    let ip6 = flags.ip6.clone().unwrap_or_default();
+    let mac = flags.mac_address.clone().unwrap_or_default();
+    if !n.aliases.is_empty() && !flags.network_alias.is_empty() {
+        return conflict("--network-alias and per-network alias");
+    }
+    if !n.ipv4.is_empty() && !ip.is_empty() {
+        return conflict("--ip and per-network IPv4 address");
+    }
+    if !n.ipv6.is_empty() && !ip6.is_empty() {
+        return conflict("--ip6 and per-network IPv6 address");
+    }
+    if !n.mac.is_empty() && !mac.is_empty() {
+        return conflict("--mac-address and per-network MAC address");
+    }
+    if !n.link_local.is_empty() && !flags.link_local_ip.is_empty() {
+        return conflict("--link-local-ip and per-network link-local IP addresses");
+    }
+    if !flags.network_alias.is_empty() {
+        n.aliases = flags.network_alias.clone();
+    }
+    if !ip.is_empty() {
+        n.ipv4 = ip;
+    }
+    if !ip6.is_empty() {
+        n.ipv6 = ip6;
+    }
+    if !mac.is_empty() {
+        n.mac = mac;
+    }
+    if !flags.link_local_ip.is_empty() {
+        n.link_local = flags.link_local_ip.clone();
+    }
+    Ok(())
+}
+
+/// docker's `parseNetworkOpts`: `HostConfig.NetworkMode` (the first `--network`, else `default`: the daemon's
+/// default network) and `NetworkingConfig.EndpointsConfig`: an entry per network, except that a single
+/// `--network` without settings gets none (as docker's CLI: the daemon creates it from `NetworkMode`); without
+/// `--network` there is always a `default` entry, with the per-container settings.
+pub fn network_endpoints(flags: &ContainerFlags) -> Result<(String, Map<String, Value>), String> {
+    let mut endpoints = Map::new();
+    let mut nets = flags
+        .network
+        .iter()
+        .map(|v| {
+            parse_network_opt(v).map_err(|e| format!("invalid argument \"{v}\" for \"--network\" flag: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        let mut n = NetworkAttachment {
+            target: "default".to_string(),
+            ..Default::default()
+        };
+        apply_container_options(&mut n, flags)?;
+        endpoints.insert("default".to_string(), endpoint_settings(&n)?);
+        return Ok(("default".to_string(), endpoints));
+    }
+    let single = nets.len() == 1;
+    let (mut user_defined, mut other) = (false, false);
+    for (i, n) in nets.iter_mut().enumerate() {
+        if is_user_defined(&n.target) {
+            user_defined = true;
+        } else {
+            other = true;
+        }
+        if i == 0 {
+            apply_container_options(n, flags)?;
+        }
+        let ep = endpoint_settings(n)?;
+        if endpoints.contains_key(&n.target) {
+            return Err(format!("network {:?} is specified multiple times", n.target));
+        }
+        if i == 0 && single && ep.as_object().is_some_and(Map::is_empty) {
+            continue;
+        }
+        endpoints.insert(n.target.clone(), ep);
+    }
+    if user_defined && other {
+        return Err(
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes"
+                .to_string(),
+        );
+    }
+    Ok((nets[0].target.clone(), endpoints))
 }
 
 /// The pull policy.
@@ -1126,6 +1443,8 @@ pub fn build(
         ulimits.push(u.clone());
     }
 
+    let (network_mode, endpoints) = network_endpoints(flags)?;
+
     let mut host = Map::new();
     let mut set = |k: &str, v: Value| {
         host.insert(k.to_string(), v);
@@ -1199,9 +1518,7 @@ pub fn build(
     if flags.init {
         set("Init", json!(true));
     }
-    if let Some(n) = &flags.network {
-        set("NetworkMode", json!(n));
-    }
+    set("NetworkMode", json!(network_mode));
     if let Some(r) = &flags.runtime {
         set("Runtime", json!(r));
     }
@@ -1210,14 +1527,6 @@ pub fn build(
         && let Some((h, w)) = attach::terminal_size()
     {
         set("ConsoleSize", json!([h, w]));
-    }
-
-    let mut endpoints = Map::new();
-    if let Some(n) = &flags.network
-        && !matches!(n.as_str(), "none" | "host" | "bridge" | "default")
-        && !n.starts_with("container:")
-    {
-        endpoints.insert(n.clone(), json!({}));
     }
 
     let entrypoint = match &flags.entrypoint {
@@ -1869,6 +2178,237 @@ mod tests {
     }
 
     #[test]
+    fn publish_as_go_connections() {
+        let one = |spec: &str| parse_publish(spec).unwrap();
+        // A range on both sides: one binding per port.
+        assert_eq!(
+            one("8000-8002:80-82"),
+            vec![
+                ("80/tcp".to_string(), json!({"HostIp": "", "HostPort": "8000"})),
+                ("81/tcp".to_string(), json!({"HostIp": "", "HostPort": "8001"})),
+                ("82/tcp".to_string(), json!({"HostIp": "", "HostPort": "8002"})),
+            ]
+        );
+        // A host range for one container port: one binding with the range.
+        assert_eq!(
+            one("8000-8002:80"),
+            vec![(
+                "80/tcp".to_string(),
+                json!({"HostIp": "", "HostPort": "8000-8002"})
+            )]
+        );
+        // A container range without host ports: one binding per port, HostPort "".
+        assert_eq!(
+            one("127.0.0.1::80-81/udp"),
+            vec![
+                (
+                    "80/udp".to_string(),
+                    json!({"HostIp": "127.0.0.1", "HostPort": ""})
+                ),
+                (
+                    "81/udp".to_string(),
+                    json!({"HostIp": "127.0.0.1", "HostPort": ""})
+                ),
+            ]
+        );
+        assert_eq!(one("80/UDP")[0].0, "80/udp");
+        assert_eq!(one("80/")[0].0, "80/tcp");
+        assert_eq!(one("0.0.0.0:8080:80/sctp")[0].0, "80/sctp");
+        // IPv6 without brackets: everything before the last two parts is the address.
+        assert_eq!(
+            one("::1:8080:80"),
+            vec![("80/tcp".to_string(), json!({"HostIp": "::1", "HostPort": "8080"}))]
+        );
+        assert_eq!(
+            one("[::1]::80"),
+            vec![("80/tcp".to_string(), json!({"HostIp": "::1", "HostPort": ""}))]
+        );
+        // The long syntax.
+        assert_eq!(
+            one("published=8080,target=80,protocol=udp"),
+            vec![("80/udp".to_string(), json!({"HostIp": "", "HostPort": "8080"}))]
+        );
+        assert_eq!(
+            one("target=80")[0],
+            ("80/tcp".to_string(), json!({"HostIp": "", "HostPort": ""}))
+        );
+        let err = |spec: &str| parse_publish(spec).unwrap_err();
+        assert_eq!(
+            err("published=1,bogus"),
+            "invalid publish opts format (should be name=value but got 'bogus')"
+        );
+        assert_eq!(
+            err("8000:80-81"),
+            "invalid ranges specified for container and host Ports: 80-81 and 8000"
+        );
+        assert_eq!(
+            err("8000-8002:80-81"),
+            "invalid ranges specified for container and host Ports: 80-81 and 8000-8002"
+        );
+        assert_eq!(err("8080:"), "invalid proto: ");
+        assert_eq!(err("80-"), "invalid containerPort: 80-");
+        assert_eq!(err("82-80"), "invalid containerPort: 82-80");
+        assert_eq!(err("70000"), "invalid containerPort: 70000");
+        assert_eq!(err("x:80"), "invalid hostPort: x");
+        assert_eq!(err("1.2.3:80:80"), "invalid IP address: 1.2.3");
+        assert_eq!(err("80/tcpx"), "invalid proto: tcpx");
+        // --expose
+        assert_eq!(parse_expose("80").unwrap(), vec!["80/tcp"]);
+        assert_eq!(
+            parse_expose("7000-7001/udp").unwrap(),
+            vec!["7000/udp", "7001/udp"]
+        );
+        assert_eq!(
+            parse_expose("80:80").unwrap_err(),
+            "invalid port format for --expose: 80:80"
+        );
+        assert_eq!(
+            parse_expose("x").unwrap_err(),
+            "invalid range format for --expose: x, error: strconv.ParseUint: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(
+            parse_expose("9-1").unwrap_err(),
+            "invalid range format for --expose: 9-1, error: invalid range specified for port: 9-1"
+        );
+        // The body: ExposedPorts from -p and --expose, PortBindings per port.
+        let mut f = flags("busybox");
+        f.publish = vec!["8000-8001:80-81".into(), "53:53/udp".into(), "90".into()];
+        f.expose = vec!["100/udp".into()];
+        let r = build(&f, false, &no_env).unwrap();
+        assert_eq!(
+            r.body["ExposedPorts"],
+            json!({"80/tcp": {}, "81/tcp": {}, "53/udp": {}, "90/tcp": {}, "100/udp": {}})
+        );
+        assert_eq!(
+            r.body["HostConfig"]["PortBindings"],
+            json!({"80/tcp": [{"HostIp": "", "HostPort": "8000"}], "81/tcp": [{"HostIp": "", "HostPort": "8001"}],
+                   "53/udp": [{"HostIp": "", "HostPort": "53"}], "90/tcp": [{"HostIp": "", "HostPort": ""}]})
+        );
+        f.publish = vec!["bad:1:2".into()];
+        assert_eq!(build(&f, false, &no_env).unwrap_err(), "invalid IP address: bad");
+    }
+
+    #[test]
+    fn networks_as_docker() {
+        let net = |f: &ContainerFlags| {
+            let r = build(f, false, &no_env).unwrap();
+            (
+                r.body["HostConfig"]["NetworkMode"].clone(),
+                r.body["NetworkingConfig"]["EndpointsConfig"].clone(),
+            )
+        };
+        let mut f = flags("bb");
+        // As docker's CLI: no --network is the daemon's default network, with an (empty) endpoint for it.
+        assert_eq!(net(&f), (json!("default"), json!({"default": {}})));
+        // --ip, --network-alias, --mac-address go to the (first) network.
+        f.network = vec!["n1".into()];
+        f.ip = Some("10.5.0.9".into());
+        f.network_alias = vec!["web".into(), "www".into()];
+        f.mac_address = Some("02:42:0a:05:00:09".into());
+        assert_eq!(
+            net(&f),
+            (
+                json!("n1"),
+                json!({"n1": {"IPAMConfig": {"IPv4Address": "10.5.0.9"}, "Aliases": ["web", "www"],
+                              "MacAddress": "02:42:0a:05:00:09"}})
+            )
+        );
+        // Several networks: each gets an entry, the first is the NetworkMode and has the settings.
+        f.network = vec!["n1".into(), "n2".into()];
+        f.network_alias.clear();
+        f.mac_address = None;
+        assert_eq!(
+            net(&f),
+            (
+                json!("n1"),
+                json!({"n1": {"IPAMConfig": {"IPv4Address": "10.5.0.9"}}, "n2": {}})
+            )
+        );
+        f.ip = None;
+        assert_eq!(net(&f).1, json!({"n1": {}, "n2": {}}));
+        // The long syntax.
+        f.network = vec!["name=n1,alias=a1,ip=10.5.0.7".into(), "n2".into()];
+        assert_eq!(
+            net(&f).1,
+            json!({"n1": {"IPAMConfig": {"IPv4Address": "10.5.0.7"}, "Aliases": ["a1"]}, "n2": {}})
+        );
+        f.ip = Some("10.5.0.8".into());
+        assert_eq!(
+            build(&f, false, &no_env).unwrap_err(),
+            "conflicting options: cannot specify both --ip and per-network IPv4 address"
+        );
+        f.ip = None;
+        f.network = vec!["n1".into(), "n1".into()];
+        assert_eq!(
+            build(&f, false, &no_env).unwrap_err(),
+            "network \"n1\" is specified multiple times"
+        );
+        f.network = vec!["n1".into(), "host".into()];
+        assert_eq!(
+            build(&f, false, &no_env).unwrap_err(),
+            "conflicting options: cannot attach both user-defined and non-user-defined network-modes"
+        );
+        f.network = vec!["bridge".into()];
+        f.network_alias = vec!["x".into()];
+        assert_eq!(
+            build(&f, false, &no_env).unwrap_err(),
+            "network-scoped aliases are only supported for user-defined networks"
+        );
+        // --ip on the default bridge is the daemon's to refuse.
+        f.network_alias.clear();
+        f.ip = Some("172.17.0.9".into());
+        assert_eq!(
+            net(&f),
+            (
+                json!("bridge"),
+                json!({"bridge": {"IPAMConfig": {"IPv4Address": "172.17.0.9"}}})
+            )
+        );
+        f.network.clear();
+        assert_eq!(
+            net(&f),
+            (
+                json!("default"),
+                json!({"default": {"IPAMConfig": {"IPv4Address": "172.17.0.9"}}})
+            )
+        );
+        f.ip = None;
+        f.mac_address = Some("zz:42:0a:05:00:09".into());
+        assert_eq!(
+            build(&f, false, &no_env).unwrap_err(),
+            "zz:42:0a:05:00:09 is not a valid mac address"
+        );
+        assert!(valid_mac("02-42-0A-05-00-09"));
+        assert!(valid_mac("0242.0a05.0009"));
+        assert!(valid_mac("02:42:0a:05:00:09:00:01"));
+        assert!(!valid_mac("02:42:0a:05:00"));
+        assert!(!valid_mac("02:42:0a:05:00:9"));
+        assert_eq!(
+            parse_network_opt("name=n,bogus=1").unwrap_err(),
+            "invalid field key bogus"
+        );
+        assert_eq!(
+            parse_network_opt("alias=x").unwrap_err(),
+            "network name/id is not specified"
+        );
+        assert_eq!(
+            parse_network_opt("name=n,driver-opt=a=B,gw-priority=5").unwrap(),
+            NetworkAttachment {
+                target: "n".into(),
+                driver_opts: BTreeMap::from([("a".to_string(), "b".to_string())]),
+                gw_priority: 5,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            parse_network_opt("container:abc").unwrap().target,
+            "container:abc"
+        );
+        assert!(!is_user_defined("container:abc"));
+        assert!(is_user_defined("mynet"));
+    }
+
+    #[test]
     fn ulimits_sysctls_restart() {
         assert_eq!(
             parse_ulimit("nofile=100:200").unwrap(),
@@ -2030,7 +2570,7 @@ mod tests {
         f.init = true;
         f.restart = Some("on-failure:3".into());
         f.cap_add = vec!["net_admin".into()];
-        f.network = Some("none".into());
+        f.network = vec!["none".into()];
         f.stop_timeout = Some(5);
         f.entrypoint = Some(String::new());
         f.image_and_command.push("true".into());
@@ -2096,13 +2636,12 @@ mod tests {
                 .starts_with("invalid pull option")
         );
         a.pull = "never".into();
-        a.network = Some("mynet".into());
+        a.network = vec!["mynet".into()];
         let r = build(&a, false, &no_env).unwrap();
         assert_eq!(r.pull, PullPolicy::Never);
-        assert_eq!(
-            r.body["NetworkingConfig"],
-            json!({"EndpointsConfig": {"mynet": {}}})
-        );
+        // As docker's CLI: a single network without settings is only the NetworkMode.
+        assert_eq!(r.body["HostConfig"]["NetworkMode"], "mynet");
+        assert_eq!(r.body["NetworkingConfig"], json!({"EndpointsConfig": {}}));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod containers;
 mod error;
 mod hijack;
 mod images;
+mod networks;
 mod params;
 mod system;
 mod volumes;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             get(containers::exec_get).post(containers::exec_post),
         )
         .merge(volumes::routes())
+        .merge(networks::routes())
         .fallback(not_found)
         .with_state(state)
 }
