@@ -191,6 +191,8 @@ impl FromStr for MacAddr {
 #[derive(Debug, Clone)]
 pub struct Ipam {
     dir: PathBuf,
+    /// fsync after every allocation and release (see [`Ipam::lazy_addresses`]).
+    sync_addresses: bool,
 }
 
 /// Holds the flock on `<dir>/.lock`; closing the file releases it.
@@ -222,7 +224,10 @@ impl Ipam {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, IpamError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let ipam = Self { dir };
+        let ipam = Self {
+            dir,
+            sync_addresses: true,
+        };
         drop(ipam.lock(false)?);
         Ok(ipam)
     }
@@ -272,7 +277,45 @@ impl Ipam {
         serde_json::from_slice(&data).map_err(|source| IpamError::Corrupt { path, source })
     }
 
+    /// Allocations and releases are still atomic (written aside and renamed) but no longer fsynced: for a caller
+    /// that keeps the authoritative copy elsewhere and reconciles the tables at start ([`Ipam::claim`],
+    /// [`Ipam::release_owner`]). Networks are always written durably.
+    pub fn lazy_addresses(mut self) -> Self {
+        self.sync_addresses = false;
+        self
+    }
+
+    /// Records that `owner` holds `addr` on `network` (already recorded: nothing to do), as at a restart for a
+    /// container that kept running. Another owner holding it is an error naming both.
+    pub fn claim(&self, network: &str, addr: Ipv4Addr, owner: &str) -> Result<(), IpamError> {
+        let _lock = self.lock(true)?;
+        let mut table = self.read_table(network)?;
+        match table.allocations.get(&addr) {
+            Some(o) if o == owner => Ok(()),
+            Some(o) => Err(IpamError::AddressInUse {
+                network: network.to_owned(),
+                addr,
+                owner: o.clone(),
+            }),
+            None => {
+                if !table.network.subnet.contains(addr) {
+                    return Err(IpamError::OutsideSubnet {
+                        network: network.to_owned(),
+                        addr,
+                        subnet: table.network.subnet,
+                    });
+                }
+                table.allocations.insert(addr, owner.to_owned());
+                self.write_table_with(&table, self.sync_addresses)
+            }
+        }
+    }
+
     fn write_table(&self, table: &Table) -> Result<(), IpamError> {
+        self.write_table_with(table, true)
+    }
+
+    fn write_table_with(&self, table: &Table, durable: bool) -> Result<(), IpamError> {
         let path = self.table_path(&table.network.name);
         let tmp = self.dir.join(format!(".{}.json.tmp", table.network.name));
         let data = serde_json::to_vec_pretty(table).map_err(|source| IpamError::Corrupt {
@@ -281,10 +324,12 @@ impl Ipam {
         })?;
         let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
         file.write_all(&data).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        if durable {
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
         drop(file);
         fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
-        self.sync_dir()
+        if durable { self.sync_dir() } else { Ok(()) }
     }
 
     fn sync_dir(&self) -> Result<(), IpamError> {
@@ -494,7 +539,7 @@ impl Ipam {
             // the subnet does not send the search back to the start of the range.
             table.last = Some(addr);
         }
-        self.write_table(&table)?;
+        self.write_table_with(&table, self.sync_addresses)?;
         Ok(addr)
     }
 
@@ -505,7 +550,7 @@ impl Ipam {
         let mut table = self.read_table(network)?;
         let owner = table.allocations.remove(&addr);
         if owner.is_some() {
-            self.write_table(&table)?;
+            self.write_table_with(&table, self.sync_addresses)?;
         }
         Ok(owner)
     }
@@ -526,7 +571,7 @@ impl Ipam {
                 }
             });
             if table.allocations.len() != before {
-                self.write_table(&table)?;
+                self.write_table_with(&table, self.sync_addresses)?;
             }
         }
         Ok(released)
@@ -551,6 +596,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ipam = Ipam::open(dir.path().join("ipam")).unwrap();
         (dir, ipam)
+    }
+
+    #[test]
+    fn claims_restore_an_owner_and_refuse_another() {
+        let (_d, ipam) = store();
+        let ipam = ipam.lazy_addresses();
+        ipam.create_network("n", s("10.7.0.0/24"), None, None).unwrap();
+        ipam.claim("n", ip("10.7.0.9"), "c1").unwrap();
+        ipam.claim("n", ip("10.7.0.9"), "c1").unwrap();
+        let err = ipam.claim("n", ip("10.7.0.9"), "c2").unwrap_err();
+        assert!(err.to_string().contains("c1"), "{err}");
+        assert!(matches!(
+            ipam.claim("n", ip("10.8.0.1"), "c2"),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        assert_eq!(
+            ipam.allocations("n")
+                .unwrap()
+                .get(&ip("10.7.0.9"))
+                .map(String::as_str),
+            Some("c1")
+        );
+        let err = ipam.allocate("n", Some(ip("10.7.0.9")), "c3").unwrap_err();
+        assert!(matches!(err, IpamError::AddressInUse { .. }), "{err}");
+        assert_eq!(
+            ipam.release_owner("c1").unwrap(),
+            vec![("n".to_string(), ip("10.7.0.9"))]
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl ContainerService {
                 if a.ifname == "eth0" {
                     first_ip = Some(a.ip);
                 }
-                self.networks.restore_endpoint(&member, &net, ep, a);
+                self.networks.restore_running(&member, &net, ep, a);
             }
             if let (Some(ip), false) = (first_ip, rec.ports.is_empty()) {
                 let requests: Vec<crate::networks::PortRequest> = rec

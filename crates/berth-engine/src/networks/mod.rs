@@ -345,7 +345,11 @@ impl NetworkService {
         store::init(&db)?;
         std::fs::create_dir_all(&cfg.netns_dir)
             .map_err(|e| system(format!("cannot create {}: {e}", cfg.netns_dir.display())))?;
-        let ipam = Ipam::open(data_root.join("network").join("ipam")).map_err(ipam_error)?;
+        // Allocations are not fsynced: the container records are the authoritative copy, and the tables are
+        // reconciled with them at every start (`claim` for running containers, `sweep` for the rest).
+        let ipam = Ipam::open(data_root.join("network").join("ipam"))
+            .map_err(ipam_error)?
+            .lazy_addresses();
         let dns = berth_dns::DnsServer::new(cfg.resolv_conf.clone());
         let svc = Arc::new(Self {
             cfg,
@@ -1131,6 +1135,21 @@ impl NetworkService {
         Ok(attached)
     }
 
+    /// At daemon start, for a container that kept running: its address is claimed again in IPAM (a release or
+    /// allocation lost in a crash is repaired), then its endpoint is recorded as [`NetworkService::attach`] does.
+    pub fn restore_running(
+        &self,
+        member: &Member<'_>,
+        net: &NetRecord,
+        ep: &EndpointConfig,
+        attached: &Attached,
+    ) {
+        if let Err(e) = self.ipam.claim(&net.id, attached.ip, member.id) {
+            tracing::warn!(container = %member.id, network = %net.name, error = %e, "cannot claim the container's address again");
+        }
+        self.restore_endpoint(member, net, ep, attached);
+    }
+
     /// Records a running container's endpoint (after [`NetworkService::attach`], or at daemon start for a
     /// container that kept running) and publishes its DNS names.
     pub fn restore_endpoint(
@@ -1153,8 +1172,21 @@ impl NetworkService {
         self.publish_client_scopes(&st, member.id);
     }
 
-    /// Disconnects a container from a network: its DNS names, the veth, the address.
+    /// Disconnects a running container from a network: its DNS names, the veth, the address.
     pub async fn detach(&self, container_id: &str, network_id: &str, attached: Option<&Attached>) {
+        self.detach_inner(container_id, network_id, attached, true).await;
+    }
+
+    /// Like [`NetworkService::detach`]; `delete_veth == false` leaves the veth to the kernel, which destroys it
+    /// with the container's namespace (deleting a veth waits for an RCU grace period, tens of milliseconds on
+    /// the exit path of every container).
+    async fn detach_inner(
+        &self,
+        container_id: &str,
+        network_id: &str,
+        attached: Option<&Attached>,
+        delete_veth: bool,
+    ) {
         let name = {
             let mut st = self.lock();
             let gone = st
@@ -1171,15 +1203,17 @@ impl NetworkService {
                 .get(network_id)
                 .map(|n| (n.name.clone(), n.driver.clone()))
         };
-        let veth = attached
-            .map(|a| a.host_veth.clone())
-            .unwrap_or_else(|| host_veth_name(container_id, network_id));
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(mut nl) = Netlink::open() {
-                let _ = nl.delete_link(&veth);
-            }
-        })
-        .await;
+        if delete_veth {
+            let veth = attached
+                .map(|a| a.host_veth.clone())
+                .unwrap_or_else(|| host_veth_name(container_id, network_id));
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(mut nl) = Netlink::open() {
+                    let _ = nl.delete_link(&veth);
+                }
+            })
+            .await;
+        }
         if let Some(a) = attached {
             let _ = self.ipam.release(network_id, a.ip);
         }
@@ -1193,7 +1227,8 @@ impl NetworkService {
         }
     }
 
-    /// Everything a container that no longer runs may still hold: endpoints, addresses, ports, its namespace.
+    /// Everything a container that no longer runs may still hold: endpoints, addresses, ports, its namespace
+    /// (unmounted: the kernel destroys it and its veths once no process is left in it).
     pub async fn release_container(&self, container_id: &str) {
         let (nets, had_ports): (Vec<(String, Option<Attached>)>, bool) = {
             let mut st = self.lock();
@@ -1209,12 +1244,17 @@ impl NetworkService {
             (nets, had_ports)
         };
         for (nid, attached) in &nets {
-            self.detach(container_id, nid, attached.as_ref()).await;
+            // The namespace goes below, and its veths with it.
+            self.detach_inner(container_id, nid, attached.as_ref(), false)
+                .await;
         }
         if had_ports && let Err(e) = self.sync_rules().await {
             tracing::warn!(container = %container_id, error = %e, "cannot update the packet filter");
         }
-        let _ = self.ipam.release_owner(container_id);
+        if nets.is_empty() {
+            // Nothing known in memory (a start that failed early, the start-up sweep): look in every table.
+            let _ = self.ipam.release_owner(container_id);
+        }
         let ns = self.netns_path(container_id);
         let _ = tokio::task::spawn_blocking(move || berth_net::netns::remove(&ns)).await;
     }

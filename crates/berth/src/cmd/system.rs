@@ -470,10 +470,12 @@ pub struct PruneArgs {
 }
 
 /// `system prune`: stopped containers, then (with `--volumes`) unused anonymous volumes, then dangling (or with
-/// `-a` unused) images, after one confirmation; the space reclaimed is the sum. Berth has no networks or build
-/// cache to prune yet.
+/// `-a` unused) images, after one confirmation; the space reclaimed is the sum. Networks no running container
+/// uses go after the containers, as docker's. Berth has no build cache to prune yet.
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> crate::CmdResult {
-    let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n");
+    let mut warning = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+    );
     if a.volumes {
         warning.push_str("  - all anonymous volumes not used by at least one container\n");
     }
@@ -494,6 +496,13 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs) -> crate::CmdResult {
         true,
     )
     .await?;
+    let net_filters: Vec<String> = a
+        .filter
+        .iter()
+        .filter(|f| f.starts_with("label") || f.starts_with("until"))
+        .cloned()
+        .collect();
+    super::network::prune_networks(ctx, &net_filters).await?;
     if a.volumes {
         total += super::volume::prune(
             ctx,

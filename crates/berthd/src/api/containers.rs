@@ -72,7 +72,12 @@ pub async fn get_sub(
 ) -> Result<Response, ApiError> {
     let s = svc(&st);
     match what.as_str() {
-        "json" => Ok(Json(s.inspect(&id, p.bool("size"))?).into_response()),
+        "json" => {
+            let mut v = serde_json::to_value(s.inspect(&id, p.bool("size"))?)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            legacy_network_fields(&mut v);
+            Ok(Json(v).into_response())
+        }
         "top" => Ok(Json(s.top(&id, p.str("ps_args")).await?).into_response()),
         "logs" => super::container_io::logs(&st, &id, &p).await,
         "stats" => super::container_io::stats(&st, &id, &p).await,
@@ -81,6 +86,37 @@ pub async fn get_sub(
         "archive" => super::container_io::get_archive(&st, &id, &p).await,
         _ => Err(unknown_sub("containers", &id, &what)),
     }
+}
+
+/// The deprecated top-level fields of `NetworkSettings` (API < 1.52, still read by scripts through
+/// `{{.NetworkSettings.IPAddress}}`): dockerd fills them from the default `bridge` network's endpoint only.
+fn legacy_network_fields(v: &mut serde_json::Value) {
+    let Some(ns) = v.get_mut("NetworkSettings").and_then(|n| n.as_object_mut()) else {
+        return;
+    };
+    let bridge = ns
+        .get("Networks")
+        .and_then(|n| n.get("bridge"))
+        .cloned()
+        .unwrap_or_default();
+    let field = |k: &str, default: serde_json::Value| bridge.get(k).cloned().unwrap_or(default);
+    let empty = || serde_json::Value::String(String::new());
+    for (k, d) in [
+        ("EndpointID", empty()),
+        ("Gateway", empty()),
+        ("GlobalIPv6Address", empty()),
+        ("GlobalIPv6PrefixLen", serde_json::json!(0)),
+        ("IPAddress", empty()),
+        ("IPPrefixLen", serde_json::json!(0)),
+        ("IPv6Gateway", empty()),
+        ("MacAddress", empty()),
+    ] {
+        ns.insert(k.to_string(), field(k, d));
+    }
+    ns.entry("Bridge").or_insert_with(empty);
+    ns.entry("HairpinMode").or_insert(serde_json::json!(false));
+    ns.entry("LinkLocalIPv6Address").or_insert_with(empty);
+    ns.entry("LinkLocalIPv6PrefixLen").or_insert(serde_json::json!(0));
 }
 
 /// `HEAD /containers/{id}/archive`.
