@@ -77,6 +77,26 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
     made
 }
 
+/// Bind-mounts an existing namespace file (`/proc/<pid>/ns/net`) on `path` (created as an empty file), so it
+/// outlives the process and can be found by path. On failure the file is removed.
+pub fn adopt(path: &Path, source: &str) -> Result<(), NetnsError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| NetnsError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    rustix::mount::mount_bind(source, path).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        NetnsError::Mount {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }
+    })
+}
+
 /// Unmounts the namespace on `path` (lazily: the namespace itself ends once no process uses it) and removes the
 /// file. A missing file or one that is not mounted is not an error.
 pub fn remove(path: &Path) -> Result<(), NetnsError> {
@@ -143,6 +163,25 @@ mod tests {
         remove(&path).unwrap();
         assert!(!path.exists());
         remove(&path).unwrap();
+    }
+
+    #[test]
+    fn a_process_namespace_is_adopted() {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns");
+        adopt(&path, "/proc/self/ns/net").unwrap();
+        assert!(is_mounted(&path));
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), own);
+        remove(&path).unwrap();
+        assert!(!path.exists());
+        let bad = dir.path().join("bad");
+        assert!(adopt(&bad, "/proc/self/ns/nonexistent").is_err());
+        assert!(!bad.exists());
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct Plan {
     /// A user namespace given by path: joined by the runtime before forking, so that the namespaces the init
     /// is born with belong to it (as runc joins it before unsharing the others).
     pub join_user: Option<(PathBuf, OwnedFd)>,
+    /// Network, IPC and UTS namespaces given by path while the init gets a new user namespace: joined by the
+    /// runtime before forking, while it is still privileged over namespaces the host owns (a network namespace
+    /// the daemon prepared, as with docker's userns-remap; runc also joins before unsharing the user namespace).
+    pub join_before_user: Vec<(LinuxNamespaceType, PathBuf, OwnedFd)>,
     /// Whether the init gets a new user namespace (the runtime then writes its id maps).
     pub new_user: bool,
     /// Whether the init gets a new pid namespace.
@@ -125,7 +129,42 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
             }
         }
     }
+    if plan.new_user {
+        let (before, after): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut plan.join).into_iter().partition(|(t, _, _)| {
+                matches!(
+                    t,
+                    LinuxNamespaceType::Network | LinuxNamespaceType::Ipc | LinuxNamespaceType::Uts
+                )
+            });
+        plan.join_before_user = before;
+        plan.join = after;
+    }
     Ok(plan)
+}
+
+/// Joins namespaces for a process entering a container (exec): every namespace but the user one first, while
+/// the caller is still privileged over namespaces the host owns; then the user namespace; then, inside it, those
+/// that refused the first attempt (as runc's nsenter does).
+pub fn join_all(list: &[(LinuxNamespaceType, PathBuf, OwnedFd)]) -> Result<(), NamespaceError> {
+    let mut later = Vec::new();
+    for (typ, path, fd) in list.iter().filter(|(t, _, _)| *t != LinuxNamespaceType::User) {
+        match join(*typ, path, fd) {
+            Ok(()) => {}
+            Err(NamespaceError::Join {
+                source: rustix::io::Errno::PERM,
+                ..
+            }) => later.push((typ, path, fd)),
+            Err(e) => return Err(e),
+        }
+    }
+    for (typ, path, fd) in list.iter().filter(|(t, _, _)| *t == LinuxNamespaceType::User) {
+        join(*typ, path, fd)?;
+    }
+    for (typ, path, fd) in later {
+        join(*typ, path, fd)?;
+    }
+    Ok(())
 }
 
 /// Joins one namespace by its open file.
@@ -148,6 +187,9 @@ pub fn prepare_parent(
     // The user namespace first: joining the others needs its capabilities, and new ones belong to it.
     if let Some((path, fd)) = &plan.join_user {
         join(LinuxNamespaceType::User, path, fd)?;
+    }
+    for (typ, path, fd) in &plan.join_before_user {
+        join(*typ, path, fd)?;
     }
     if let Some((path, fd)) = &plan.join_pid {
         join(LinuxNamespaceType::Pid, path, fd)?;

@@ -179,10 +179,16 @@ impl ContainerService {
             Ok(NsMode::Private)
         };
         let hc = &rec.host_config;
+        // A remapped container's network namespace must belong to its user namespace (sysfs and net sysctls need
+        // that): the runtime makes it, and the interfaces are added between create and start (as docker does).
+        // Otherwise berthd makes it first and the runtime joins it.
+        let net_after_create = !rec.networks.is_empty() && self.remap_for(hc).is_some();
         let net = if rec.networks.is_empty() {
             ns(hc.network_mode.as_deref().unwrap_or(""), "net")?
+        } else if net_after_create {
+            NsMode::Private
         } else {
-            NsMode::Path(self.connect_networks(e, rec).await?)
+            NsMode::Own(self.connect_networks(e, rec, None).await?)
         };
         let ipc = ns(hc.ipc_mode.as_deref().unwrap_or(""), "ipc")?;
         let pid = ns(hc.pid_mode.as_deref().unwrap_or(""), "pid")?;
@@ -237,6 +243,12 @@ impl ContainerService {
         tracing::debug!(container = %id, "bundle written");
         let spawned = monitor::spawn(&self.cfg.monitor, &run, &mspec).await?;
         tracing::debug!(container = %id, pid = spawned.pid, "created by the monitor");
+        if net_after_create && let Err(err) = self.connect_networks(e, rec, Some(spawned.pid)).await {
+            // Undo the create: the runtime deletes the container, the monitor then ends.
+            let _ = self.runtime(&["delete", "--force", &id], None).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), monitor::wait(&run)).await;
+            return Err(err);
+        }
         let pending: Vec<PendingAttach> = std::mem::take(
             &mut *e
                 .pending
@@ -273,7 +285,8 @@ impl ContainerService {
     /// Makes the container's network namespace and its interfaces on each of its networks (the network of its
     /// network mode first: `eth0`, with the default route), writes its hosts and resolv.conf, publishes its
     /// ports, and records what it got before anything runs in it (so a daemon restart finds it).
-    async fn connect_networks(&self, e: &Arc<Entry>, rec: &Record) -> Result<PathBuf> {
+    /// `created`: the pid of a created container whose own network namespace is used (remapped containers).
+    async fn connect_networks(&self, e: &Arc<Entry>, rec: &Record, created: Option<i64>) -> Result<PathBuf> {
         use crate::networks::{Member, port_requests};
         let mode = rec.host_config.network_mode.clone().unwrap_or_default();
         let mut order: Vec<(&String, &crate::networks::EndpointConfig)> = rec.networks.iter().collect();
@@ -286,7 +299,10 @@ impl ContainerService {
                 .map_err(|_| crate::networks::NetworkError::NotFound((*name).clone()))?;
             nets.push(net);
         }
-        let path = self.networks.create_netns(&rec.id).await?;
+        let path = match created {
+            Some(pid) => self.networks.adopt_netns(&rec.id, pid).await?,
+            None => self.networks.create_netns(&rec.id).await?,
+        };
         let member = Member {
             id: &rec.id,
             name: &rec.name,

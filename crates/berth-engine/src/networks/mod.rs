@@ -1287,6 +1287,20 @@ impl NetworkService {
         Ok(path)
     }
 
+    /// Mounts the network namespace of process `pid` (a created container's, made by the runtime) where
+    /// [`NetworkService::netns_path`] says, so the rest of the service treats it like one it made.
+    pub async fn adopt_netns(&self, container_id: &str, pid: i64) -> Result<PathBuf> {
+        let path = self.netns_path(container_id);
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let _ = berth_net::netns::remove(&p);
+            berth_net::netns::adopt(&p, &format!("/proc/{pid}/ns/net")).map_err(system)
+        })
+        .await
+        .map_err(system)??;
+        Ok(path)
+    }
+
     /// Reserves the host ports of `requests` for a container at `container_ip` and adds their rules. A port
     /// that is taken (by a program or another container) fails the whole request and nothing is kept.
     pub async fn publish(

@@ -238,9 +238,7 @@ fn child(
     channel: &sync::Channel,
 ) -> Error {
     let run = || -> Result<(process::Command, crate::exe_guard::Trampoline)> {
-        for (typ, path, fd) in join {
-            namespaces::join(*typ, path, fd)?;
-        }
+        namespaces::join_all(join)?;
         // SAFETY: setsid takes no arguments.
         if unsafe { libc::setsid() } < 0 {
             return Err(Error::sys("start a new session", std::io::Error::last_os_error()));

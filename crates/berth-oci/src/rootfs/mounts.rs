@@ -306,7 +306,35 @@ impl Ctx {
             None => opts.data.clone(),
         };
         let source: &Path = m.source().as_deref().unwrap_or(Path::new(typ));
-        self.mount_fs(source, target.as_fd(), typ, bits, &data, destination)?;
+        match self.mount_fs(source, target.as_fd(), typ, bits, &data, destination) {
+            Ok(()) => {}
+            Err(RootfsError::Mount {
+                source: Errno::PERM, ..
+            }) if typ == "sysfs" => {
+                // A new user namespace that joined a network namespace it does not own (one the daemon made, as
+                // with docker's userns-remap) may not mount sysfs: bind the host's /sys instead, as runc does,
+                // with the mount's flags (read-only, nosuid, nodev, noexec) applied to it.
+                rustix::mount::mount(
+                    "/sys",
+                    ProcFd::new(target.as_fd()).as_cstr(),
+                    c"",
+                    flags(MS_BIND | MS_REC),
+                    None,
+                )
+                .map_err(|e| RootfsError::Mount {
+                    what: "sysfs (bind of /sys)".into(),
+                    destination: destination.to_owned(),
+                    source: e,
+                })?;
+                drop(target);
+                let mounted = self.reopen(&resolved)?;
+                if opts.needs_bind_remount() {
+                    bind_remount(mounted.as_fd(), opts, destination)?;
+                }
+                return self.after_mount(mounted.as_fd(), opts, destination);
+            }
+            Err(e) => return Err(e),
+        }
         drop(target);
         if opts.propagation.is_empty() && opts.rec_attr.is_empty() {
             return Ok(());

@@ -62,6 +62,9 @@ pub enum NsMode {
     Host,
     /// Another's, by path: `container:<id>` resolved to `/proc/<pid>/ns/<x>`.
     Path(PathBuf),
+    /// The container's own, made beforehand by the daemon and joined by path (the network namespace of a
+    /// container on a bridge network): treated as `Private` for everything but its creation.
+    Own(PathBuf),
 }
 
 /// The container's `/etc` files, bind-mounted over the rootfs's (unless a mount of the container covers them).
@@ -166,7 +169,7 @@ fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
 fn push_ns(list: &mut Vec<LinuxNamespace>, typ: LinuxNamespaceType, mode: &NsMode) {
     match mode {
         NsMode::Private => list.push(namespace(typ, None)),
-        NsMode::Path(p) => list.push(namespace(typ, Some(p.clone()))),
+        NsMode::Path(p) | NsMode::Own(p) => list.push(namespace(typ, Some(p.clone()))),
         NsMode::Host => {}
     }
 }
@@ -286,7 +289,12 @@ pub fn build_on(input: &SpecInput, info: &HostInfo) -> Result<Spec, SpecError> {
     res.set_devices(Some(device_rules));
     linux.set_resources(Some(res));
     linux.set_devices(Some(devices));
-    let sysctl = resources::sysctls(host, input.net == NsMode::Private, input.userns.is_some(), info)?;
+    let sysctl = resources::sysctls(
+        host,
+        matches!(input.net, NsMode::Private | NsMode::Own(_)),
+        input.userns.is_some(),
+        info,
+    )?;
     linux.set_sysctl((!sysctl.is_empty()).then_some(sysctl));
     let seccomp = match (&security.seccomp, privileged) {
         (validate::SeccompChoice::Unconfined, _) => None,

@@ -791,7 +791,7 @@ pub(crate) fn mount_table(input: &TableInput) -> Result<Vec<Mount>, SpecError> {
                 .to_str()
                 .and_then(|s| s.strip_suffix("/ns/ipc"))
                 .map(|proc_dir| PathBuf::from(format!("{proc_dir}/root/dev/shm"))),
-            NsMode::Private => None,
+            NsMode::Private | NsMode::Own(_) => None,
         };
         if let Some(source) = shm_source {
             daemon.push(
