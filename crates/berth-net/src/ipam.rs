@@ -416,6 +416,18 @@ impl Ipam {
         Ok(table.network)
     }
 
+    /// Removes a network and whatever it still has allocated (a network whose owner is gone).
+    pub fn remove_network_force(&self, name: &str) -> Result<(), IpamError> {
+        check_name(name)?;
+        let _lock = self.lock(true)?;
+        let path = self.table_path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
+    }
+
     /// Removes a network; fails when addresses are still allocated in it.
     pub fn remove_network(&self, name: &str) -> Result<(), IpamError> {
         let _lock = self.lock(true)?;

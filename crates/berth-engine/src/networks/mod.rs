@@ -392,6 +392,11 @@ impl NetworkService {
             .into_iter()
             .map(|n| n.name)
             .collect();
+        for orphan in known.iter().filter(|id| !nets.contains_key(*id)) {
+            // A removal interrupted after the row went (or a create before it came).
+            tracing::info!(network = %orphan, "removing the address table of a network that no longer exists");
+            let _ = svc.ipam.remove_network_force(orphan);
+        }
         for n in nets.values().filter(|n| n.is_bridge()) {
             if !known.contains(&n.id)
                 && let Some(subnet) = n.subnet
@@ -403,7 +408,10 @@ impl NetworkService {
         }
         svc.lock().nets = nets.clone();
         for n in nets.values().filter(|n| n.is_bridge()) {
-            svc.bring_up(n).await?;
+            if let Err(e) = svc.bring_up(n).await {
+                // One broken network must not keep the daemon (and every other container) down.
+                tracing::error!(network = %n.name, error = %e, "cannot set up the network");
+            }
         }
         Ok(svc)
     }
@@ -840,21 +848,26 @@ impl NetworkService {
         Ok(())
     }
 
+    /// Removes a network: its DNS listener, its bridge, then its row, its IPAM table and its rules. A crash
+    /// before the row goes leaves a network whose bridge the next start makes again; after it, an IPAM table
+    /// without a row, which the next start removes.
     async fn remove_now(&self, rec: &NetRecord) -> Result<()> {
         if let Some(gw) = rec.gateway {
             self.dns.stop(SocketAddr::from((gw, DNS_PORT)));
         }
+        let bridge = rec.bridge.clone();
+        if rec.is_bridge() {
+            tokio::task::spawn_blocking(move || {
+                if let Ok(mut nl) = Netlink::open() {
+                    let _ = nl.delete_bridge(&bridge);
+                }
+            })
+            .await
+            .map_err(system)?;
+        }
         store::delete(&self.db, &rec.id)?;
         self.lock().nets.remove(&rec.id);
         let _ = self.ipam.remove_network(&rec.id);
-        let bridge = rec.bridge.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Ok(mut nl) = Netlink::open() {
-                let _ = nl.delete_bridge(&bridge);
-            }
-        })
-        .await
-        .map_err(system)?;
         self.sync_rules().await
     }
 
