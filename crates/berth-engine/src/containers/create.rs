@@ -133,7 +133,7 @@ impl ContainerService {
             }
         };
         let id = names::new_id();
-        if config.hostname.as_deref().unwrap_or("").is_empty() {
+        if config.hostname.as_deref().unwrap_or("").is_empty() && !network.starts_with("container:") {
             config.hostname = Some(if network == "host" {
                 rustix::system::uname().nodename().to_string_lossy().into_owned()
             } else {

@@ -196,7 +196,25 @@ impl ContainerService {
         let cgroups_path = self.cgroups_path(rec);
         let cdir = self.dirs.container(&id);
         let use_init = hc.init.unwrap_or(false);
-        let hostname = rec.config.hostname.clone().unwrap_or_default();
+        // As dockerd: a container on another container's network takes that container's hostname.
+        let hostname = match hc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            Some(other) => {
+                let h = self
+                    .lookup(other)?
+                    .rec()
+                    .config
+                    .hostname
+                    .clone()
+                    .unwrap_or_default();
+                super::create::write_file(&cdir, "hostname", format!("{h}\n"))?;
+                h
+            }
+            None => rec.config.hostname.clone().unwrap_or_default(),
+        };
         let input = spec::SpecInput {
             id: &id,
             hostname: &hostname,
