@@ -196,8 +196,20 @@ impl V1 {
             let first = created.len();
             fsutil::mkdir_p(&h.path, created)?;
             if h.has("cpuset") {
-                for dir in &created[first..] {
-                    copy_cpuset_from_parent(dir)?;
+                // Every directory between the mount and the container's, top down: one another process just
+                // created may still have empty cpus or mems (it copies them after its mkdir), and a cgroup
+                // with an empty cpuset cannot take a process (ENOSPC).
+                let mut chain: Vec<&Path> = h
+                    .path
+                    .ancestors()
+                    .take_while(|d| d.starts_with(&h.mount) && *d != h.mount.as_path())
+                    .collect();
+                chain.reverse();
+                for dir in chain {
+                    let mine = created[first..].iter().any(|c| c == dir);
+                    if mine || cpuset_is_empty(dir)? {
+                        copy_cpuset_from_parent(dir)?;
+                    }
                 }
             }
         }
@@ -533,6 +545,16 @@ fn is_einval(e: &Error) -> bool {
 }
 
 /// A new cpuset cgroup starts with empty cpus and mems, which makes joining it fail with ENOSPC.
+/// Whether `dir` has an empty `cpuset.cpus` or `cpuset.mems` (a missing file, in a fake tree, is not empty).
+fn cpuset_is_empty(dir: &Path) -> Result<bool> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        if fsutil::read_opt(&dir.join(file))?.is_some_and(|v| v.trim().is_empty()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn copy_cpuset_from_parent(dir: &Path) -> Result<()> {
     let Some(parent) = dir.parent() else {
         return Ok(());

@@ -414,3 +414,28 @@ fn v1_apply_uses_each_hierarchy() {
         assert!(!r0.join(h).join("a").exists(), "{h}/a left behind");
     }
 }
+
+#[test]
+fn v1_create_fills_an_empty_cpuset_parent_another_process_made() {
+    let root = tempfile::tempdir().unwrap();
+    let r0 = root.path();
+    touch(&r0.join("cpuset"), &[]);
+    std::fs::write(r0.join("cpuset/cpuset.cpus"), "0-3\n").unwrap();
+    std::fs::write(r0.join("cpuset/cpuset.mems"), "0\n").unwrap();
+    // The parent exists already, made by another process that has not copied its cpus and mems yet.
+    std::fs::create_dir_all(r0.join("cpuset/a")).unwrap();
+    std::fs::write(r0.join("cpuset/a/cpuset.cpus"), "").unwrap();
+    std::fs::write(r0.join("cpuset/a/cpuset.mems"), "\n").unwrap();
+    // A sibling whose values were set on purpose is left alone.
+    std::fs::create_dir_all(r0.join("cpuset/a/other")).unwrap();
+    std::fs::write(r0.join("cpuset/a/other/cpuset.cpus"), "1\n").unwrap();
+
+    let cg = Cgroup::with_root(r0, CgroupMode::V1, Some("/a/b"), "b").unwrap();
+    cg.create().unwrap();
+    let read = |p: &str| std::fs::read_to_string(r0.join("cpuset").join(p)).unwrap();
+    assert_eq!(read("a/cpuset.cpus").trim(), "0-3");
+    assert_eq!(read("a/cpuset.mems").trim(), "0");
+    assert_eq!(read("a/other/cpuset.cpus").trim(), "1");
+    cg.destroy().unwrap();
+    assert!(r0.join("cpuset/a").exists(), "only what create made is removed");
+}

@@ -853,3 +853,73 @@ fn default_creates_berthremap_and_its_ranges_once() {
     let st = ok(&d.berth(&["inspect", "--format", "{{.State.Status}}", "dflt"]));
     assert_eq!(st.trim(), "running");
 }
+
+/// A remapped container on the default bridge: its network namespace belongs to its user namespace (made by the
+/// runtime, the interface added before start), so it has eth0, sysfs of its own namespace, docker's default
+/// network sysctls, exec works, and a published port answers.
+#[test]
+fn a_remapped_container_on_the_bridge_has_its_network() {
+    let etc = Etc::standard();
+    let etc_dir = etc.path();
+    let d = common::start_netns_env(
+        &["--userns-remap", "alice"],
+        &[("BERTH_ETC_DIR", etc_dir.as_str())],
+    );
+    busybox_image(&d, "bb:latest");
+    ok(&d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "bb",
+        "sh",
+        "-c",
+        "echo remapped > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]));
+    let seen = ok(&d.berth(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; ip -o -4 addr show eth0; ls /sys/class/net; \
+         cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ip route",
+    ]));
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(&words[..3], &["0", "300000", "65536"], "{seen}");
+    assert!(seen.contains("eth0") && seen.contains("inet 172."), "{seen}");
+    assert!(
+        seen.lines().any(|l| l.trim() == "eth0"),
+        "sysfs shows the container's own interfaces: {seen}"
+    );
+    assert!(
+        seen.lines().any(|l| l.trim() == "0"),
+        "ip_unprivileged_port_start: {seen}"
+    );
+    assert!(seen.contains("default via 172."), "{seen}");
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = d
+            .with_netns(|| {
+                use std::io::{Read as _, Write as _};
+                let mut s = std::net::TcpStream::connect("127.0.0.1:8080").ok()?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+                s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+                let mut body = String::new();
+                s.read_to_string(&mut body).ok()?;
+                Some(body.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+            })
+            .unwrap_or_default();
+        if got.trim() == "remapped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        got.trim(),
+        "remapped",
+        "the published port of a remapped container"
+    );
+    ok(&d.berth(&["rm", "-f", "web"]));
+}

@@ -1,5 +1,11 @@
 //! A berthd per test: its own socket, data root and pid file in a temp dir; stopped (SIGTERM, then SIGKILL) and
 //! removed on drop. Plus raw HTTP over the unix socket, and the `berth` and `docker` CLIs pointed at it.
+//!
+//! Daemons of [`start`] and friends run in the host's network namespace with `--bridge none`, so that they change
+//! nothing in the host's network. Networking tests use [`start_netns`]: the daemon runs in a network namespace the
+//! harness makes (and deletes after the daemon and its containers are gone), with its default bridge and
+//! `BERTH_RESOLV_CONF` naming only that namespace's loopback; [`Daemon::in_netns`] and [`Daemon::with_netns`] run
+//! commands and code there.
 
 #![allow(dead_code)]
 
@@ -34,6 +40,10 @@ pub struct Daemon {
     pub exec_root: PathBuf,
     /// `--cgroup-parent`: unique per daemon, so that leftovers are found and removed.
     pub cgroup_parent: String,
+    /// The network namespace the daemon runs in ([`start_netns`]); `None`: the host's, with `--bridge none`.
+    /// Declared after everything else, so that it is deleted after [`Daemon`]'s `Drop` stopped the daemon and its
+    /// containers.
+    pub netns: Option<NetNs>,
 }
 
 /// Extra `berthd` arguments.
@@ -81,6 +91,9 @@ pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (Strin
     if !extra.contains(&"--cgroup-parent") {
         cmd.arg("--cgroup-parent").arg(&cgroup_parent);
     }
+    if !names_bridge(extra) {
+        cmd.arg("--bridge").arg("none");
+    }
     cmd.args(extra)
         .env("BERTHD_LOG", "debug")
         .stdin(Stdio::null())
@@ -96,6 +109,7 @@ pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Result<Daemon, (Strin
         log,
         exec_root,
         cgroup_parent,
+        netns: None,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -360,6 +374,11 @@ impl Drop for Daemon {
 /// Imports a busybox image (from the distribution's busybox-static) into the daemon as `name`, with the
 /// applets linked in /bin and a passwd/group file; returns the name.
 pub fn busybox_image(d: &Daemon, name: &str) -> String {
+    busybox_image_with(d, name, &[])
+}
+
+/// Like [`busybox_image`], with `import --change` instructions (`EXPOSE 80/tcp`, `CMD ...`).
+pub fn busybox_image_with(d: &Daemon, name: &str, changes: &[&str]) -> String {
     let rootfs = d
         .dir
         .path()
@@ -398,7 +417,13 @@ pub fn busybox_image(d: &Daemon, name: &str) -> String {
         .status()
         .expect("tar");
     assert!(st.success(), "tar failed");
-    let o = d.berth(&["import", &tar.display().to_string(), name]);
+    let tar_arg = tar.display().to_string();
+    let mut args = vec!["import"];
+    for c in changes {
+        args.extend(["--change", c]);
+    }
+    args.extend([tar_arg.as_str(), name]);
+    let o = d.berth(&args);
     ok(&o);
     let _ = std::fs::remove_dir_all(&rootfs);
     let _ = std::fs::remove_file(&tar);
@@ -503,6 +528,7 @@ pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         exec_root: dir.path().join("exec"),
         cgroup_parent: format!("/{}", berth_test_support::ids::unique_id("berthd-test")),
         dir,
+        netns: None,
     };
     d.restart_env(extra, env);
     d
@@ -510,8 +536,32 @@ pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
 
 impl Daemon {
     /// The berthd command line of this daemon's directories, with `extra` arguments and `env` (stdio not set).
+    ///
+    /// A daemon of [`start_netns`] is started as `nsenter --net=<netns> -- berthd ...` (nsenter execs berthd, so
+    /// the child's pid is berthd's) with `BERTH_RESOLV_CONF` at a file naming only its own loopback (unless `env`
+    /// sets it); any other daemon gets `--bridge none` unless `extra` names a bridge.
     pub fn command(&self, extra: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(berthd_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.path.display()))
+                    .arg("--")
+                    .arg(berthd_bin());
+                if !env.iter().any(|(k, _)| *k == "BERTH_RESOLV_CONF") {
+                    let resolv = self.dir.path().join("resolv.conf");
+                    if !resolv.exists() {
+                        std::fs::write(&resolv, "nameserver 127.0.0.1\n")
+                            .expect("write the daemon's resolv.conf");
+                    }
+                    c.env("BERTH_RESOLV_CONF", resolv);
+                }
+                c
+            }
+            None => Command::new(berthd_bin()),
+        };
+        if self.netns.is_none() && !names_bridge(extra) {
+            cmd.arg("--bridge").arg("none");
+        }
         cmd.arg("--config-file")
             .arg(self.dir.path().join("daemon.json"))
             .arg("-H")
@@ -557,5 +607,184 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Whether daemon arguments choose the default bridge themselves (`--bridge X` or `--bridge=X`).
+fn names_bridge(extra: &[&str]) -> bool {
+    extra
+        .iter()
+        .any(|a| *a == "--bridge" || a.starts_with("--bridge="))
+}
+
+/// A network namespace made for one daemon (`ip netns add berth-t-<pid>-<n>-<time>`, loopback up), deleted on drop
+/// together with everything in it (bridges, veths, the nftables table, the forwarding sysctl).
+pub struct NetNs {
+    /// `berth-t-...`.
+    pub name: String,
+    /// `/run/netns/<name>`.
+    pub path: PathBuf,
+}
+
+impl NetNs {
+    /// Makes a namespace with its loopback up; first deletes the namespaces of earlier test processes that are gone.
+    pub fn create() -> NetNs {
+        remove_stale_netns();
+        let name = berth_test_support::ids::unique_id("berth-t");
+        let o = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip netns add");
+        assert!(
+            o.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let ns = NetNs {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+        };
+        let o = Command::new("ip")
+            .args(["-n", &ns.name, "link", "set", "lo", "up"])
+            .output()
+            .expect("run ip link set lo up");
+        assert!(
+            o.status.success(),
+            "lo up in {}: {}",
+            ns.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ns
+    }
+
+    /// `nsenter --net=<ns> -- args` with the 120 s limit of [`run`].
+    pub fn run(&self, args: &[&str]) -> Output {
+        assert!(!args.is_empty(), "no command to run in {}", self.name);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path.display()))
+            .arg("--")
+            .args(args);
+        run(c)
+    }
+
+    /// Runs `f` on a thread that joined this namespace: sockets it makes stay in the namespace after it returns.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        in_netns_path(&self.path, f)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Deletes `berth-t-<pid>-...` namespaces whose test process no longer runs (a test binary killed mid-test).
+fn remove_stale_netns() {
+    let Ok(rd) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("berth-t-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs `f` on a new thread that joined the network namespace at `path` (`/run/netns/X`, `/proc/PID/ns/net`);
+/// the calling thread's namespace is untouched, and sockets made by `f` stay in `path`'s namespace.
+pub fn in_netns_path<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Starts a daemon in a network namespace of its own (see [`NetNs`]) with its default bridge (unless `extra`
+/// says `--bridge ...`) and `BERTH_RESOLV_CONF` at `nameserver 127.0.0.1`, so that nothing it or its containers do
+/// reaches the host's network or resolvers. Restarts keep the namespace.
+pub fn start_netns(extra: &[&str]) -> Daemon {
+    start_netns_env(extra, &[])
+}
+
+/// Like [`start_netns`], with environment variables for berthd.
+pub fn start_netns_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    start_in_netns(NetNs::create(), extra, env)
+}
+
+/// Like [`start_netns_env`], in a namespace the caller made and prepared (links, addresses, routes that berthd must
+/// find at start); the daemon owns it from here and deletes it on drop.
+pub fn start_in_netns(netns: NetNs, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    start_in_netns_config(netns, "{}", extra, env)
+}
+
+/// Like [`start_netns`], with `config` as the daemon's `daemon.json`.
+pub fn start_netns_config(config: &str, extra: &[&str]) -> Daemon {
+    start_in_netns_config(NetNs::create(), config, extra, &[])
+}
+
+/// Like [`start_in_netns`], with `config` as the daemon's `daemon.json`.
+pub fn start_in_netns_config(netns: NetNs, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let dir = tempfile::Builder::new()
+        .prefix("berthd-test-")
+        .tempdir()
+        .expect("make the daemon's temp dir");
+    std::fs::write(dir.path().join("daemon.json"), config).expect("write daemon.json");
+    let mut d = Daemon {
+        child: None,
+        sock: dir.path().join("berth.sock"),
+        pidfile: dir.path().join("berthd.pid"),
+        data: dir.path().join("data"),
+        log: dir.path().join("berthd.log"),
+        exec_root: dir.path().join("exec"),
+        cgroup_parent: format!("/{}", berth_test_support::ids::unique_id("berthd-test")),
+        dir,
+        netns: Some(netns),
+    };
+    d.restart_env(extra, env);
+    d
+}
+
+impl Daemon {
+    /// The daemon's network namespace; panics for a daemon of the host's namespace.
+    pub fn ns(&self) -> &NetNs {
+        self.netns
+            .as_ref()
+            .expect("this daemon has no network namespace of its own (use start_netns)")
+    }
+
+    /// Runs a host-side command (`wget`, `nft list ruleset`, `ip -br addr`, ...) inside the daemon's namespace.
+    pub fn in_netns(&self, args: &[&str]) -> Output {
+        self.ns().run(args)
+    }
+
+    /// Runs `f` on a thread inside the daemon's namespace (sockets made there stay there).
+    pub fn with_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.ns().enter(f)
     }
 }
