@@ -465,9 +465,13 @@ impl ContainerService {
         let finished = crate::time::parse_rfc3339(&exit.finished_at)
             .unwrap_or_else(now_nanos)
             .max(rec.state.started_at);
+        // Decided before the exit is saved: a container that restarts goes from running to restarting without
+        // being seen as exited in between.
+        let restart =
+            !rec.host_config.auto_remove.unwrap_or(false) && self.should_restart(&rec, exit.exit_code);
         let snap = {
             let mut r = e.rec();
-            r.state.status = Status::Exited;
+            r.state.status = if restart { Status::Restarting } else { Status::Exited };
             r.state.pid = 0;
             r.state.monitor_pid = 0;
             r.state.exit_code = exit.exit_code;
@@ -498,14 +502,8 @@ impl ContainerService {
             });
             return;
         }
-        if self.should_restart(&snap, exit.exit_code) {
+        if restart {
             // docker's "restarting" state while the back-off runs (`ps` shows "Restarting (code) ...").
-            let snap = {
-                let mut r = e.rec();
-                r.state.status = Status::Restarting;
-                r.clone()
-            };
-            let _ = self.save(&snap);
             let svc = self.clone();
             let e = e.clone();
             let delay = Duration::from_millis(100 << snap.restart_count.clamp(0, 10));

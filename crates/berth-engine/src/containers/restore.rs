@@ -133,7 +133,18 @@ impl ContainerService {
                     self.clone().watch_exit(e.clone());
                 }
                 (Status::Running | Status::Paused | Status::Restarting, _) => {
-                    let exit = monitor::exit_record(&run).unwrap_or_else(|| ExitRecord {
+                    // A monitor that still answers is finishing (draining the output, writing exit.json):
+                    // its wait answer is the exit; otherwise it left exit.json behind, or nothing.
+                    let waited = match &status {
+                        Some(_) => {
+                            tokio::time::timeout(std::time::Duration::from_secs(10), monitor::wait(&run))
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                        }
+                        None => None,
+                    };
+                    let exit = waited.or_else(|| monitor::exit_record(&run)).unwrap_or_else(|| ExitRecord {
                         exit_code: 255,
                         error: "the container's monitor ended while the daemon was down, without recording an exit"
                             .into(),
