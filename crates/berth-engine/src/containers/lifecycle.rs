@@ -471,7 +471,11 @@ impl ContainerService {
             !rec.host_config.auto_remove.unwrap_or(false) && self.should_restart(&rec, exit.exit_code);
         let snap = {
             let mut r = e.rec();
-            r.state.status = if restart { Status::Restarting } else { Status::Exited };
+            r.state.status = if restart {
+                Status::Restarting
+            } else {
+                Status::Exited
+            };
             r.state.pid = 0;
             r.state.monitor_pid = 0;
             r.state.exit_code = exit.exit_code;
