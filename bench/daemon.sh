@@ -4,7 +4,9 @@
 #   sudo bash bench/daemon.sh [--no-build] [--settle SECONDS]
 #
 # Each daemon is started privately (its own data root, sockets and pid file in a temporary directory; dockerd with
-# no bridge, iptables or forwarding, on a private containerd), answers one `version` request, is left idle for
+# no bridge, iptables or forwarding, on a private containerd; berthd with its default network set-up — the bridge
+# berth0, its nftables table and the DNS listener — inside a throwaway network namespace, `nsenter --net`, so the
+# host's network is not touched), answers one `version` request, is left idle for
 # --settle seconds (default 5), and then its resident set is read from /proc/<pid>/status (VmRSS; for docker the sum
 # of dockerd and containerd). berthd is also read after a second round of requests (`info`, `images`, `system df`).
 # Prints a table and writes it to bench/results/daemon-<date>.md.
@@ -33,11 +35,13 @@ fi
 bin=$(berth_target_dir release)
 
 work=$(mktemp -d /tmp/berth-bench-daemon.XXXXXX)
+netns=berth-bench-daemon-$$
 pids=()
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    ip netns del "$netns" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -46,8 +50,10 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 wait_until() { for _ in $(seq 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 # berthd
-"$bin/berthd" --data-root "$work/berth" -H "unix://$work/berth.sock" --pidfile "$work/berthd.pid" \
-    >"$work/berthd.log" 2>&1 &
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+nsenter --net="/run/netns/$netns" -- "$bin/berthd" --data-root "$work/berth" -H "unix://$work/berth.sock" \
+    --pidfile "$work/berthd.pid" --exec-root "$work/berth-exec" >"$work/berthd.log" 2>&1 &
 berthd=$!
 pids+=("$berthd")
 berth=("$bin/berth" -H "unix://$work/berth.sock")

@@ -29,7 +29,8 @@
 #    default) repeat this with --large-count (default 1000) containers running at once.
 # Every engine is private and left clean after its part (containers removed, daemon stopped, no mounts, no cgroups):
 #   berth   the release build (`cargo build --release --workspace`), a berthd started here with its own socket, data
-#           root, exec root, config file and cgroup parent under a temporary directory
+#           root, exec root, config file and cgroup parent under a temporary directory, and `--bridge none` (as
+#           dockerd below: the host's network is not touched; bench/network.sh measures the default networks)
 #   docker  Debian's dockerd (20.10, its own CLI /usr/bin/docker) with its own data root, exec root, socket and
 #           cgroup parent, on a private containerd (config, root, state, sockets in the temporary directory), no
 #           bridge, iptables or forwarding (as bench/daemon.sh); runc through containerd-shim-runc-v2
@@ -237,7 +238,7 @@ start_berth() {
     echo '{}' >"$work/berth/daemon.json"
     "$bin/berthd" --config-file "$work/berth/daemon.json" -H "unix://$work/berth.sock" \
         --data-root "$work/berth/data" --exec-root "$work/berth/exec" --pidfile "$work/berth/berthd.pid" \
-        --cgroup-parent "$cg_parent-berth" </dev/null >"$work/berth/berthd.log" 2>&1 &
+        --cgroup-parent "$cg_parent-berth" --bridge none </dev/null >"$work/berth/berthd.log" 2>&1 &
     daemon_pid[berthd]=$!
     wait_for 20 "${berth_cli[@]}" version || berth_die "berthd did not start: $(tail -20 "$work/berth/berthd.log")"
 }
@@ -255,7 +256,7 @@ start_berth_userns() {
     echo '{}' >"$work/$n/daemon.json"
     env BERTH_ETC_DIR="$etc" "${layers[@]}" "$bin/berthd" --config-file "$work/$n/daemon.json" \
         -H "unix://$work/$n.sock" --data-root "$work/$n/data" --exec-root "$work/$n/exec" \
-        --pidfile "$work/$n/berthd.pid" --cgroup-parent "$cg_parent-$n" --userns-remap "$remap_user" \
+        --pidfile "$work/$n/berthd.pid" --cgroup-parent "$cg_parent-$n" --userns-remap "$remap_user" --bridge none \
         </dev/null >"$work/$n/berthd.log" 2>&1 &
     daemon_pid[$n]=$!
     local cli

@@ -7,7 +7,7 @@
 # release mode, starts berthd on /run/berth/berth.sock (unless one already answers there) and gets the `busybox`
 # image: online it pulls it from Docker Hub; offline it builds a small image from the distribution's static busybox
 # and imports it. Then `berth run --rm busybox` shows the container's hostname (its short id), that its shell is
-# PID 1, and its own network namespace, beside the host's. berthd keeps running afterwards for you to try more
+# PID 1, and its own network namespace with an address on the default bridge network (berth0), beside the host's. berthd keeps running afterwards for you to try more
 # (`berth run -it busybox sh`, `berth ps -a`); stop it with `kill $(cat /run/berth/berthd.pid)`.
 set -euo pipefail
 
@@ -56,12 +56,13 @@ if ! "$berth" image inspect busybox >/dev/null 2>&1; then
 fi
 
 # shellcheck disable=SC2016 # the $(...) and $$ are for the container's shell
-demo='echo "hostname: $(hostname)"; echo "pid: $$"; ps; ls -l /proc/self/ns/net; ip link 2>/dev/null || cat /proc/net/dev'
+demo='echo "hostname: $(hostname)"; echo "pid: $$"; ps; ls -l /proc/self/ns/net; ip -4 addr show eth0; ip route'
 echo
 echo "host:      hostname $(hostname), net namespace $(readlink /proc/self/ns/net)"
 echo "container: berth run --rm busybox sh -c '...'"
 echo
 "$berth" run --rm busybox sh -c "$demo" </dev/null
 echo
-echo "The container had its own hostname (its short id), its shell was PID 1, and its net namespace differs from the"
-echo "host's. berthd is still running: try 'BERTH_HOST=$BERTH_HOST $berth run -it --rm busybox sh'."
+echo "The container had its own hostname (its short id), its shell was PID 1, its net namespace differs from the"
+echo "host's, and it had its own address on berthd's default bridge network (berth0) with a default route."
+echo "berthd is still running: try 'BERTH_HOST=$BERTH_HOST $berth run -it --rm busybox sh'."
