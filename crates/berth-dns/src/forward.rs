@@ -44,27 +44,24 @@ fn is_response(message: &[u8]) -> bool {
 /// Sends `query` to each upstream over UDP until one answers; the answer is returned as received (same id,
 /// truncated answers included). `None` when all failed.
 pub(crate) async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
-    let id = message_id(query)?;
-    for &upstream in upstreams {
-        let result = tokio::time::timeout(UPSTREAM_TIMEOUT, udp_exchange(query, id, upstream))
-            .await
-            .unwrap_or(Err(ForwardError::Timeout {
-                upstream,
-                timeout: UPSTREAM_TIMEOUT,
-            }));
-        match result {
-            Ok(answer) => return Some(answer),
-            Err(error) => tracing::debug!(%error, "forwarding over UDP"),
-        }
-    }
-    None
+    forward(query, upstreams, "UDP", udp_exchange).await
 }
 
 /// Sends `query` to each upstream over TCP (2-byte length framing) until one answers.
 pub(crate) async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+    forward(query, upstreams, "TCP", tcp_exchange).await
+}
+
+/// Tries `exchange` with each upstream in order, each within [`UPSTREAM_TIMEOUT`].
+async fn forward(
+    query: &[u8],
+    upstreams: &[SocketAddr],
+    transport: &str,
+    exchange: impl AsyncFn(&[u8], u16, SocketAddr) -> Result<Vec<u8>, ForwardError>,
+) -> Option<Vec<u8>> {
     let id = message_id(query)?;
     for &upstream in upstreams {
-        let result = tokio::time::timeout(UPSTREAM_TIMEOUT, tcp_exchange(query, id, upstream))
+        let result = tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(query, id, upstream))
             .await
             .unwrap_or(Err(ForwardError::Timeout {
                 upstream,
@@ -72,7 +69,7 @@ pub(crate) async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr]) -> Optio
             }));
         match result {
             Ok(answer) => return Some(answer),
-            Err(error) => tracing::debug!(%error, "forwarding over TCP"),
+            Err(error) => tracing::debug!(%error, transport, "forwarding"),
         }
     }
     None

@@ -39,20 +39,26 @@ pub enum NetnsError {
     },
 }
 
+/// Creates the empty file a namespace is bind-mounted on; an existing one is refused.
+fn mount_point(path: &Path) -> Result<(), NetnsError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| NetnsError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Creates a new network namespace (loopback down, nothing else) and bind-mounts it on `path` (created as an
 /// empty file; its directory must exist). On any failure nothing is left mounted and the file is removed.
 ///
 /// The namespace is made by a short-lived thread of its own (`unshare` changes only the calling thread), so no
 /// thread of the caller ever changes namespace.
 pub fn create(path: &Path) -> Result<(), NetnsError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|source| NetnsError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    mount_point(path)?;
     let target = path.to_path_buf();
     let made = std::thread::Builder::new()
         .name("netns".into())
@@ -80,14 +86,7 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
 /// Bind-mounts an existing namespace file (`/proc/<pid>/ns/net`) on `path` (created as an empty file), so it
 /// outlives the process and can be found by path. On failure the file is removed.
 pub fn adopt(path: &Path, source: &str) -> Result<(), NetnsError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|source| NetnsError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    mount_point(path)?;
     rustix::mount::mount_bind(source, path).map_err(|e| {
         let _ = std::fs::remove_file(path);
         NetnsError::Mount {

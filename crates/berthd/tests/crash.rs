@@ -19,9 +19,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, busybox_image, ok, processes_with, start};
+use common::{Daemon, busybox_image, ok, processes_with, start, wait_until};
 use serde_json::Value;
 
 /// Logs a counter every 100 ms; exits 42 on SIGTERM (the trap is set before the first line).
@@ -47,20 +47,6 @@ fn status(d: &Daemon, name: &str) -> String {
     inspect(d, name)
         .and_then(|v| v["State"]["Status"].as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// Polls `f` every 50 ms until it is true or `secs` pass.
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Whether `pid` exists and is not a zombie.

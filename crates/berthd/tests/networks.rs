@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, NetNs, in_netns_path, ok};
+use common::{Daemon, NetNs, in_netns_path, ok, wait_until};
 use serde_json::Value;
 
 /// The CLI a test drives.
@@ -84,20 +84,6 @@ fn fails(o: &Output, needles: &[&str]) -> String {
         "stderr names none of {needles:?}:\n{err}"
     );
     err
-}
-
-/// Polls `f` every 100 ms until it is true; false after `secs` seconds.
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `run -d --name name opts bb:latest args...`; returns the id.
@@ -394,42 +380,27 @@ const HOST_ADDR: &str = "198.51.100.1";
 /// The outside namespace's address.
 const OUTSIDE_ADDR: &str = "198.51.100.2";
 
+/// Runs `ip <args>` for each line (arguments separated by spaces), each of which must succeed.
+fn ip_commands(lines: &[String]) {
+    for line in lines {
+        let mut c = std::process::Command::new("ip");
+        c.args(line.split_whitespace());
+        ok(&common::run(c));
+    }
+}
+
 impl Outside {
     fn new(d: &Env) -> Outside {
         let ns = NetNs::create();
         let dns = d.ns().name.clone();
-        for args in [
-            vec![
-                "ip", "-n", &dns, "link", "add", "bt-out0", "type", "veth", "peer", "name", "bt-out1",
-                "netns", &ns.name,
-            ],
-            vec![
-                "ip",
-                "-n",
-                &dns,
-                "addr",
-                "add",
-                "198.51.100.1/24",
-                "dev",
-                "bt-out0",
-            ],
-            vec!["ip", "-n", &dns, "link", "set", "bt-out0", "up"],
-            vec![
-                "ip",
-                "-n",
-                &ns.name,
-                "addr",
-                "add",
-                "198.51.100.2/24",
-                "dev",
-                "bt-out1",
-            ],
-            vec!["ip", "-n", &ns.name, "link", "set", "bt-out1", "up"],
-        ] {
-            let mut c = std::process::Command::new(args[0]);
-            c.args(&args[1..]);
-            ok(&common::run(c));
-        }
+        let out = &ns.name;
+        ip_commands(&[
+            format!("-n {dns} link add bt-out0 type veth peer name bt-out1 netns {out}"),
+            format!("-n {dns} addr add {HOST_ADDR}/24 dev bt-out0"),
+            format!("-n {dns} link set bt-out0 up"),
+            format!("-n {out} addr add {OUTSIDE_ADDR}/24 dev bt-out1"),
+            format!("-n {out} link set bt-out1 up"),
+        ]);
         Outside { ns }
     }
 
@@ -529,24 +500,12 @@ fn overlaps(a: &str, b: &str) -> bool {
 fn default_bridge_avoids_taken_subnets_and_is_stable_across_restarts(c: Cli) {
     // Something like docker0 already holds 172.17.0.0/16 in the daemon's namespace when berthd first starts.
     let ns = NetNs::create();
-    for args in [
-        vec!["ip", "-n", &ns.name, "link", "add", "fake0", "type", "bridge"],
-        vec![
-            "ip",
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            "172.17.0.1/16",
-            "dev",
-            "fake0",
-        ],
-        vec!["ip", "-n", &ns.name, "link", "set", "fake0", "up"],
-    ] {
-        let mut cmd = std::process::Command::new(args[0]);
-        cmd.args(&args[1..]);
-        ok(&common::run(cmd));
-    }
+    let n = &ns.name;
+    ip_commands(&[
+        format!("-n {n} link add fake0 type bridge"),
+        format!("-n {n} addr add 172.17.0.1/16 dev fake0"),
+        format!("-n {n} link set fake0 up"),
+    ]);
     let daemon = common::start_in_netns(ns, &[], &[]);
     common::busybox_image(&daemon, "bb:latest");
     let mut env = Env { daemon, cli: c };

@@ -513,12 +513,17 @@ pub fn rss_kb(pid: u32) -> u64 {
 
 /// Like [`start`], with environment variables for berthd (`BERTH_ETC_DIR`, `BERTH_USERNS_LAYERS`, ...).
 pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    start_fresh(None, "{}", extra, env)
+}
+
+/// A daemon in a new temporary directory with `config` as its `daemon.json`, in `netns` (or the host's
+/// namespace), started with `extra` arguments and `env`.
+fn start_fresh(netns: Option<NetNs>, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
     let dir = tempfile::Builder::new()
         .prefix("berthd-test-")
         .tempdir()
         .expect("make the daemon's temp dir");
-    let config = dir.path().join("daemon.json");
-    std::fs::write(&config, "{}").expect("write daemon.json");
+    std::fs::write(dir.path().join("daemon.json"), config).expect("write daemon.json");
     let mut d = Daemon {
         child: None,
         sock: dir.path().join("berth.sock"),
@@ -528,7 +533,7 @@ pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         exec_root: dir.path().join("exec"),
         cgroup_parent: format!("/{}", berth_test_support::ids::unique_id("berthd-test")),
         dir,
-        netns: None,
+        netns,
     };
     d.restart_env(extra, env);
     d
@@ -750,24 +755,7 @@ pub fn start_netns_config(config: &str, extra: &[&str]) -> Daemon {
 
 /// Like [`start_in_netns`], with `config` as the daemon's `daemon.json`.
 pub fn start_in_netns_config(netns: NetNs, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-    let dir = tempfile::Builder::new()
-        .prefix("berthd-test-")
-        .tempdir()
-        .expect("make the daemon's temp dir");
-    std::fs::write(dir.path().join("daemon.json"), config).expect("write daemon.json");
-    let mut d = Daemon {
-        child: None,
-        sock: dir.path().join("berth.sock"),
-        pidfile: dir.path().join("berthd.pid"),
-        data: dir.path().join("data"),
-        log: dir.path().join("berthd.log"),
-        exec_root: dir.path().join("exec"),
-        cgroup_parent: format!("/{}", berth_test_support::ids::unique_id("berthd-test")),
-        dir,
-        netns: Some(netns),
-    };
-    d.restart_env(extra, env);
-    d
+    start_fresh(Some(netns), config, extra, env)
 }
 
 impl Daemon {
@@ -786,5 +774,19 @@ impl Daemon {
     /// Runs `f` on a thread inside the daemon's namespace (sockets made there stay there).
     pub fn with_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.ns().enter(f)
+    }
+}
+
+/// Polls `f` every 50 ms until it is true; false after `secs` seconds.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
