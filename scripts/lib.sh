@@ -28,6 +28,7 @@ BERTH_PACKAGES=(
     skopeo          # bench/pull.sh; image fixtures can be copied into the test registry with it
     debootstrap     # the cached Debian bookworm minbase image of the registry tests
     python3-docker  # crates/berthd/tests/images.rs: docker-py against berthd
+    docker-compose  # crates/berthd/tests/compose.rs: docker-compose 1.29 against berthd
     openssl         # crates/berthd/tests/daemon.rs: a CA, server and client certificates for the TLS test
 )
 
