@@ -12,20 +12,12 @@
 # Prints a table and writes it to bench/results/daemon-<date>.md.
 set -euo pipefail
 
-root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$root_dir/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build=1
 settle=5
-while (($#)); do
-    case $1 in
-    --no-build) build=0; shift ;;
-    --settle) settle=$2; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    *) berth_die "unknown argument $1 (see --help)" ;;
-    esac
-done
+bench_args --no-build:build=0 --settle=settle -- "$@"
 berth_require_root bench/daemon.sh
 berth_ensure_packages "${BERTH_PACKAGES[@]}"
 if ((build)); then
@@ -47,7 +39,6 @@ cleanup() {
 trap cleanup EXIT
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-wait_until() { for _ in $(seq 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done; return 1; }
 
 # berthd
 ip netns add "$netns"
@@ -57,7 +48,7 @@ nsenter --net="/run/netns/$netns" -- "$bin/berthd" --data-root "$work/berth" -H 
 berthd=$!
 pids+=("$berthd")
 berth=("$bin/berth" -H "unix://$work/berth.sock")
-wait_until "${berth[@]}" version || berth_die "berthd did not start: $(cat "$work/berthd.log")"
+wait_for 10 "${berth[@]}" version || berth_die "berthd did not start: $(cat "$work/berthd.log")"
 sleep "$settle"
 berth_idle=$(rss_kb "$berthd")
 "${berth[@]}" info >/dev/null
@@ -80,11 +71,10 @@ dockerd --config-file "$work/daemon.json" --data-root "$work/docker" --exec-root
     >"$work/dockerd.log" 2>&1 &
 dockerd=$!
 pids+=("$dockerd")
-wait_until docker -H "unix://$work/docker.sock" version || berth_die "dockerd did not start: $(tail -5 "$work/dockerd.log")"
+wait_for 10 docker -H "unix://$work/docker.sock" version || berth_die "dockerd did not start: $(tail -5 "$work/dockerd.log")"
 sleep "$settle"
 docker_idle=$(($(rss_kb "$dockerd") + $(rss_kb "$containerd")))
 
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 mkdir -p "$root_dir/bench/results"
 out="$root_dir/bench/results/daemon-$stamp.md"
@@ -97,7 +87,7 @@ out="$root_dir/bench/results/daemon-$stamp.md"
     echo "|---|---|---|"
     echo "| berthd | $(mb "$berth_idle") | $(mb "$berth_used") |"
     echo "| dockerd + containerd | $(mb "$docker_idle") | |"
-    echo "| **berthd / docker** | $(awk -v a="$berth_idle" -v b="$docker_idle" 'BEGIN { printf "%.2f", a / b }') | |"
+    echo "| **berthd / docker** | $(ratio "$berth_idle" "$docker_idle") | |"
 } >"$out"
 echo
 cat "$out"

@@ -45,9 +45,8 @@
 # Prints the results and writes them to bench/results/run-<date>.txt.
 set -euo pipefail
 
-root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh disable=SC1091 # followed with shellcheck -x
-source "$root_dir/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 engines=berth,docker,podman
 runs=30
@@ -59,33 +58,14 @@ build=1
 remap=1
 only=""
 remap_files=20000
-while (($#)); do
-    case $1 in
-    --engines) engines=$2; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --count) count=$2; shift 2 ;;
-    --large) large=$2; shift 2 ;;
-    --large-count) large_count=$2; shift 2 ;;
-    --no-build) build=0; shift ;;
-    --no-remap) remap=0; shift ;;
-    --only) only=$2; shift 2 ;;
-    --remap-files) remap_files=$2; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    *) berth_die "unknown argument $1 (see --help)" ;;
-    esac
-done
+bench_args --engines=engines --runs=runs --warmup=warmup --count=count --large=large --large-count=large_count \
+    --no-build:build=0 --no-remap:remap=0 --only=only --remap-files=remap_files -- "$@"
 case $only in
 "") ;;
 remap) engines=berth remap=1 ;;
 *) berth_die "--only takes remap, not $only" ;;
 esac
-IFS=, read -r -a engine_list <<<"$engines"
-((${#engine_list[@]})) || berth_die "--engines names no engine"
-for e in "${engine_list[@]}"; do
-    case $e in berth | docker | podman) ;; *) berth_die "unknown engine $e (known: berth, docker, podman)" ;; esac
-done
-has_engine() { [[ ,$engines, == *,$1,* ]]; }
+bench_engines berth docker podman
 is_large() { [[ ,$large, == *,$1,* ]]; }
 ((runs >= 2 && count >= 1 && large_count >= 1)) || berth_die "--runs must be at least 2, the counts at least 1"
 ((remap_files >= 1)) || berth_die "--remap-files must be at least 1"
@@ -99,46 +79,10 @@ remap_user=berthbench remap_uid=2100 remap_start=200000
 berth_require_root bench/run.sh
 berth_ensure_packages "${BERTH_PACKAGES[@]}"
 bin=$(berth_target_dir release)
-if has_engine berth; then
-    if ((build)); then
-        berth_ensure_cargo
-        berth_log "building the workspace (release)"
-        (cd "$root_dir" && cargo build --release --workspace)
-    fi
-    for b in berthd berth berth-runtime berth-monitor berth-init; do
-        [[ -x $bin/$b ]] || berth_die "$bin/$b does not exist (build the release workspace)"
-    done
-fi
+if has_engine berth; then bench_build_workspace; fi
 
-# Short paths: unix socket paths (berth's <exec-root>/c/<64 hex>/m.sock) must stay under 108 bytes.
-work=$(mktemp -d /tmp/bb-run.XXXXXX)
-chmod 755 "$work"
-tag="bench-run-${work##*.}"
-tag=${tag,,}
-cg_parent="/$tag"
-image=busybox:bench
-export BERTH_CONFIG="$work/berth-config" DOCKER_CONFIG="$work/docker-config" CONTAINERS_CONF="$work/containers.conf"
-unset DOCKER_HOST DOCKER_CONTEXT BERTH_HOST CONTAINER_HOST
-mkdir -p "$DOCKER_CONFIG" # podman reads it too (registry credentials), and wants the file to exist
-echo '{}' >"$DOCKER_CONFIG/config.json"
+bench_engine_work run
 
-declare -A daemon_pid=()   # berthd, dockerd, containerd
-declare -A stopped=()      # engine -> 1 once its part is over and it was cleaned
-declare -A cleanup_note=() # engine -> what the cleanup check found
-mounted_hugetlb=0
-disabled_v2_hugetlb=0
-berth_cli=("$bin/berth" -H "unix://$work/berth.sock")
-docker_cli=(/usr/bin/docker -H "unix://$work/docker.sock")
-podman_cli=(podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp"
-    --storage-driver overlay --runtime crun --cgroup-manager cgroupfs --events-backend file)
-cli_of() {
-    case $1 in
-    berth) cli=("${berth_cli[@]}") ;;
-    remap | shifted) cli=("$bin/berth" -H "unix://$work/$1.sock") ;;
-    docker) cli=("${docker_cli[@]}") ;;
-    podman) cli=("${podman_cli[@]}") ;;
-    esac
-}
 # Extra `run` flags: podman has no daemon-wide cgroup parent.
 run_flags_of() {
     case $1 in
@@ -147,36 +91,8 @@ run_flags_of() {
     esac
 }
 
-# --- processes, memory, mounts, cgroups ---------------------------------------------------------------------------
+# --- memory --------------------------------------------------------------------------------------------------------
 
-# pids_of COMM NEEDLE: pids of the processes whose comm is COMM and whose command line contains NEEDLE.
-pids_of() {
-    local d comm args
-    for d in /proc/[0-9]*; do
-        read -r comm 2>/dev/null <"$d/comm" || continue
-        [[ $comm == "$1" ]] || continue
-        mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
-        [[ "${args[*]}" == *"$2"* ]] && echo "${d#/proc/}"
-    done
-    return 0
-}
-# per_container_pids ENGINE: the engine's per-container processes (monitors, shims, conmons), one pid a line.
-per_container_pids() {
-    case $1 in
-    berth) pids_of berth-monitor "$work/berth/exec" ;;
-    remap | shifted) pids_of berth-monitor "$work/$1/exec" ;;
-    docker) pids_of containerd-shim "$work/docker/c.sock" ;;
-    podman) pids_of conmon "$work/podman/" ;;
-    esac
-}
-daemon_pids() {
-    case $1 in
-    berth) echo "${daemon_pid[berthd]:-}" ;;
-    remap | shifted) echo "${daemon_pid[$1]:-}" ;;
-    docker) echo "${daemon_pid[dockerd]:-}" "${daemon_pid[containerd]:-}" ;;
-    podman) ;;
-    esac
-}
 # mem PID...: "<processes> <VmRSS sum kB> <Pss sum kB>" (processes that vanished meanwhile are not counted).
 mem() {
     local p status=() rollup=()
@@ -193,55 +109,11 @@ mem() {
         <(cat "${status[@]}" 2>/dev/null | awk '/^VmRSS:/ { n++; r += $2 } END { print n + 0, r + 0 }') \
         <(cat "${rollup[@]}" 2>/dev/null | awk '/^Pss:/ { p += $2 } END { print p + 0 }')
 }
-# Processes still in the cgroups under a parent (any v1 hierarchy, e.g. pids).
-cgroup_procs() {
-    local dir=/sys/fs/cgroup/pids$1
-    [[ -d $dir ]] || return 0
-    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
-}
-remove_cgroups() {
-    local h
-    for h in /sys/fs/cgroup/*/; do
-        [[ -d $h${1#/} ]] && find "$h${1#/}" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-    return 0
-}
-cgroups_left() {
-    local h
-    for h in /sys/fs/cgroup/*/; do [[ -d $h${1#/} ]] && echo "$h${1#/}"; done
-    return 0
-}
-mounts_under() { findmnt -rn -o TARGET | grep -F "$1" | sort -r || true; }
-wait_for() { # wait_for SECONDS CMD...: retries CMD every 0.1 s
-    local end=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < end)) || return 1
-        sleep 0.1
-    done
-}
-# stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS (pids this script started).
-stop_pid() {
-    local p=$1 t=$2 end
-    [[ -n $p ]] && kill -0 "$p" 2>/dev/null || return 0
-    kill "$p" 2>/dev/null || true
-    end=$((SECONDS + t))
-    while kill -0 "$p" 2>/dev/null && ((SECONDS < end)); do sleep 0.1; done
-    kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null || true
-}
 
-# --- starting and stopping the engines ---------------------------------------------------------------------------
+# --- starting the engines (bench/lib.sh stops them) ----------------------------------------------------------------
 
-start_berth() {
-    mkdir -p "$work/berth"
-    echo '{}' >"$work/berth/daemon.json"
-    "$bin/berthd" --config-file "$work/berth/daemon.json" -H "unix://$work/berth.sock" \
-        --data-root "$work/berth/data" --exec-root "$work/berth/exec" --pidfile "$work/berth/berthd.pid" \
-        --cgroup-parent "$cg_parent-berth" --bridge none </dev/null >"$work/berth/berthd.log" 2>&1 &
-    daemon_pid[berthd]=$!
-    wait_for 20 "${berth_cli[@]}" version || berth_die "berthd did not start: $(tail -20 "$work/berth/berthd.log")"
-}
+# No bridge, iptables or forwarding for any engine (the host's network is not touched).
+start_berth() { start_berthd berth --bridge none; }
 # start_berth_userns NAME: a berthd with --userns-remap for the test user of $work/etc (made here); NAME shifted
 # forces the shifted-layer fallback.
 start_berth_userns() {
@@ -253,225 +125,29 @@ start_berth_userns() {
     echo "$remap_user:$remap_start:65536" >"$etc/subuid"
     echo "$remap_user:$remap_start:65536" >"$etc/subgid"
     [[ $n == shifted ]] && layers=(BERTH_USERNS_LAYERS=shifted)
-    echo '{}' >"$work/$n/daemon.json"
-    env BERTH_ETC_DIR="$etc" "${layers[@]}" "$bin/berthd" --config-file "$work/$n/daemon.json" \
-        -H "unix://$work/$n.sock" --data-root "$work/$n/data" --exec-root "$work/$n/exec" \
-        --pidfile "$work/$n/berthd.pid" --cgroup-parent "$cg_parent-$n" --userns-remap "$remap_user" --bridge none \
-        </dev/null >"$work/$n/berthd.log" 2>&1 &
-    daemon_pid[$n]=$!
-    local cli
-    cli_of "$n"
-    wait_for 20 "${cli[@]}" version || berth_die "berthd ($n) did not start: $(tail -20 "$work/$n/berthd.log")"
+    start_berthd "$n" BERTH_ETC_DIR="$etc" "${layers[@]}" --userns-remap "$remap_user" --bridge none
 }
 start_remap() { start_berth_userns remap; }
 start_shifted() { start_berth_userns shifted; }
 start_docker() {
-    local d=$work/docker
-    mkdir -p "$d/ctd"
-    cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/ctd/root"
-state = "$d/ctd/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-[grpc]
-  address = "$d/c.sock"
-[ttrpc]
-  address = "$d/c.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$d/ctd/opt"
-EOF
-    containerd --config "$d/containerd.toml" </dev/null >"$d/containerd.log" 2>&1 &
-    daemon_pid[containerd]=$!
-    wait_for 20 test -S "$d/c.sock" || berth_die "containerd did not start: $(tail -20 "$d/containerd.log")"
-    echo "{\"deprecated-key-path\": \"$d/key.json\"}" >"$d/daemon.json"
-    dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
-        --pidfile "$d/docker.pid" -H "unix://$work/docker.sock" --containerd "$d/c.sock" \
-        --containerd-namespace "$tag" --containerd-plugins-namespace "$tag-plugins" \
-        --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-        --userland-proxy=false --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
-        --cgroup-parent "$cg_parent-docker" </dev/null >"$d/dockerd.log" 2>&1 &
-    daemon_pid[dockerd]=$!
-    wait_for 30 "${docker_cli[@]}" version || berth_die "dockerd did not start: $(tail -20 "$d/dockerd.log")"
-}
-start_podman() {
-    local d=$work/podman
-    mkdir -p "$d/tmp" "$d/net"
-    cat >"$CONTAINERS_CONF" <<EOF
-[containers]
-default_ulimits = []
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "crun"
-events_logger = "file"
-events_logfile_path = "$d/events.log"
-tmp_dir = "$d/tmp"
-volume_path = "$d/root/volumes"
-[network]
-network_config_dir = "$d/net"
-EOF
-    "${podman_cli[@]}" info >/dev/null 2>"$d/err" || berth_die "podman does not work here: $(cat "$d/err")"
-}
-
-# remove_all ENGINE: removes every container of the engine (prints the seconds it took).
-remove_all() {
-    local e=$1 t0 ids
-    local cli
-    cli_of "$e"
-    t0=$EPOCHREALTIME
-    ids=$(timeout 300 "${cli[@]}" ps -aq 2>/dev/null || true)
-    if [[ -n $ids ]]; then
-        case $e in
-        podman) xargs -r -n 100 timeout 600 "${cli[@]}" rm -f -t 0 <<<"$ids" >/dev/null 2>>"$work/$e-rm.err" || true ;;
-        *) xargs -r -n 100 timeout 600 "${cli[@]}" rm -f <<<"$ids" >/dev/null 2>>"$work/$e-rm.err" || true ;;
-        esac
-    fi
-    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
-}
-
-# stop_engine ENGINE: containers removed, daemon stopped, then the check: what was left (processes, mounts, cgroups,
-# runtime state) is noted in cleanup_note[ENGINE] and removed by force.
-stop_engine() {
-    local e=$1 left=() m p
-    [[ -n ${stopped[$e]:-} ]] && return 0
-    stopped[$e]=1
-    local cli
-    cli_of "$e"
-    if [[ $e != podman ]] && [[ -z $(daemon_pids "$e" | tr -d ' ') ]]; then
-        cleanup_note[$e]="not started"
-        return 0
-    fi
-    [[ $e == podman && ! -f $CONTAINERS_CONF ]] && { cleanup_note[$e]="not started"; return 0; }
-    remove_all "$e" >/dev/null
-    local n
-    n=$(timeout 120 "${cli[@]}" ps -aq 2>/dev/null | wc -l || true)
-    ((n == 0)) || left+=("$n containers still listed after rm -f")
-    case $e in
-    berth) stop_pid "${daemon_pid[berthd]}" 30 ;;
-    remap | shifted) stop_pid "${daemon_pid[$e]}" 30 ;;
-    docker)
-        stop_pid "${daemon_pid[dockerd]}" 30
-        stop_pid "${daemon_pid[containerd]}" 30
-        ;;
-    podman) ;;
-    esac
-    # The per-container processes exit with their containers; give them a moment.
-    wait_for 15 test -z "$(per_container_pids "$e")" || true
-    mapfile -t m < <(per_container_pids "$e")
-    if ((${#m[@]})); then
-        left+=("${#m[@]} per-container processes (killed)")
-        for p in "${m[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    fi
-    mapfile -t m < <(cgroup_procs "$cg_parent-$e")
-    if ((${#m[@]})); then
-        left+=("${#m[@]} processes in $cg_parent-$e (killed)")
-        for p in "${m[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-        sleep 0.5
-    fi
-    if [[ $e == berth || $e == remap || $e == shifted ]]; then
-        # berth-runtime state of containers that outlived everything.
-        for m in "$work/$e/exec/runtime"/*/; do
-            [[ -d $m ]] || continue
-            left+=("runtime state ${m%/}")
-            "$bin/berth-runtime" --root "$work/$e/exec/runtime" delete --force "$(basename "$m")" >/dev/null 2>&1 || true
-        done
-    fi
-    if [[ $e == podman ]]; then
-        # containers/storage keeps its overlay directory bind-mounted on itself; `system reset` undoes that.
-        timeout 120 "${cli[@]}" system reset -f >/dev/null 2>&1 || true
-    fi
-    mapfile -t m < <(mounts_under "$work/$e")
-    if ((${#m[@]})); then
-        left+=("${#m[@]} mounts under $work/$e (unmounted): ${m[*]:0:3}")
-        for p in "${m[@]}"; do umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true; done
-    fi
-    remove_cgroups "$cg_parent-$e"
-    mapfile -t m < <(cgroups_left "$cg_parent-$e")
-    ((${#m[@]} == 0)) || left+=("cgroups left: ${m[*]}")
-    if [[ $e == docker && -d /run/containerd/runc/$tag ]]; then
-        rmdir "/run/containerd/runc/$tag" 2>/dev/null || left+=("/run/containerd/runc/$tag is not empty")
-    fi
-    if ((${#left[@]})); then
-        cleanup_note[$e]="left behind: $(IFS=';'; echo "${left[*]}")"
-    else
-        cleanup_note[$e]="clean (no container, daemon, per-container process, mount or cgroup left)"
-    fi
-    berth_log "$e stopped: ${cleanup_note[$e]}"
+    start_dockerd --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+        --userland-proxy=false
 }
 
 cleanup() {
     local e
     for e in "${engine_list[@]}" "${remap_list[@]}"; do stop_engine "$e" || true; done
-    local m
-    mapfile -t m < <(mounts_under "$work")
-    for e in "${m[@]}"; do umount "$e" 2>/dev/null || umount -l "$e" 2>/dev/null || true; done
-    rm -rf "$work"
-    if ((mounted_hugetlb)); then
-        # Other programs may have made cgroups in the hierarchy meanwhile (every engine makes one per v1 hierarchy).
-        # Those whose owner already removed its twin in the pids hierarchy are orphans: removed. If any other
-        # remains, the hierarchy stays mounted (unmounting it would orphan them).
-        local d rest
-        for d in "$hugetlb"/*/; do
-            [[ -d $d && ! -d /sys/fs/cgroup/pids/$(basename "$d") ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-        done
-        rest=$(find "$hugetlb" -mindepth 1 -maxdepth 1 -type d | tr '\n' ' ')
-        if [[ -n $rest ]]; then
-            echo "warning: $hugetlb stays mounted: other programs' cgroups are in it: $rest" >&2
-            disabled_v2_hugetlb=0
-        else
-            umount "$hugetlb" && rmdir "$hugetlb" || echo "warning: could not unmount $hugetlb" >&2
-        fi
-    fi
-    if ((disabled_v2_hugetlb)); then
-        # hugetlb returns to cgroup2 when the v1 hierarchy dies, which waits for every mount namespace that copied
-        # the mount meanwhile (containers started during the run) to go away.
-        for _ in $(seq 30); do echo +hugetlb 2>/dev/null >"$unified/cgroup.subtree_control" && break; sleep 0.1; done
-        grep -qw hugetlb "$unified/cgroup.subtree_control" ||
-            echo "warning: hugetlb is not enabled again in $unified/cgroup.subtree_control: its v1 hierarchy is" \
-                "still alive (held by a mount namespace made during the run); when it dies, run" \
-                "'echo +hugetlb > $unified/cgroup.subtree_control' to restore the state found at start" >&2
-    fi
+    remove_work
+    hugetlb_restore
 }
 trap cleanup EXIT
 
 # --- set-up ------------------------------------------------------------------------------------------------------
 
-# crun and hybrid cgroups (see the header). The v1 mount fails with EBUSY while hugetlb is enabled in the unified
-# root's cgroup.subtree_control (something on the machine may have written +hugetlb there): then it is disabled there
-# for the run (it works only when no cgroup below enables it further) and enabled again at exit.
-hugetlb=/sys/fs/cgroup/hugetlb unified=/sys/fs/cgroup/unified
-mount_hugetlb() {
-    mkdir -p "$hugetlb"
-    mount -t cgroup -o hugetlb cgroup "$hugetlb" 2>"$work/err" && return 0
-    rmdir "$hugetlb" 2>/dev/null || true
-    return 1
-}
-if has_engine podman && [[ -d $unified ]] &&
-    ! findmnt -rn -t cgroup -o OPTIONS | tr ',' '\n' | grep -qx hugetlb; then
-    berth_log "mounting the hugetlb cgroup v1 hierarchy at $hugetlb (crun 1.8.1 needs it on this hybrid layout);" \
-        "it is unmounted at exit"
-    if mount_hugetlb; then
-        mounted_hugetlb=1
-    elif grep -qw hugetlb "$unified/cgroup.subtree_control" 2>/dev/null &&
-        echo -hugetlb 2>/dev/null >"$unified/cgroup.subtree_control"; then
-        disabled_v2_hugetlb=1
-        berth_log "hugetlb was enabled in $unified/cgroup.subtree_control; disabled for the run, enabled again at exit"
-        for _ in $(seq 50); do mount_hugetlb && { mounted_hugetlb=1; break; }; sleep 0.1; done
-    fi
-    ((mounted_hugetlb)) ||
-        echo "warning: could not mount hugetlb ($(cat "$work/err")); crun may refuse to run (the check below will tell)" >&2
-fi
+# crun and hybrid cgroups (see the header and bench/lib.sh).
+if has_engine podman; then hugetlb_for_crun; fi
 
-rootfs="$(berth_cache_dir)/bundles/busybox/rootfs"
-berth_busybox_rootfs "$rootfs"
-tar -C "$rootfs" --exclude=./.berth-rootfs -cf "$work/busybox.tar" .
+bench_busybox_tar
 
 for e in "${engine_list[@]}" "${remap_list[@]}"; do
     berth_log "starting $e"
@@ -507,13 +183,6 @@ if has_remap; then
         echo "warning: idmapped mounts are not supported here: remap uses '${remap_mode[remap]}'" >&2
 fi
 
-version_of() {
-    case $1 in
-    berth) "$bin/berthd" --version 2>/dev/null | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
-    docker) dockerd --version | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
-    podman) podman --version | grep -oE '[0-9]+(\.[0-9]+)+' | head -n1 ;;
-    esac
-}
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 1. start-up ---------------------------------------------------------------------------------------------------
@@ -527,9 +196,8 @@ done
 berth_log "timing: run --rm --network none $image true"
 hyperfine -N --warmup "$warmup" --runs "$runs" --export-json "$work/run.json" "${args[@]}" </dev/null
 declare -A med=() mean=() sd=()
+read_stats "$work/run.json" "${engine_list[@]}" "${remap_list[@]}"
 for e in "${engine_list[@]}" "${remap_list[@]}"; do
-    read -r "med[$e]" "mean[$e]" "sd[$e]" < <(jq -r --arg n "$e" \
-        '.results[] | select(.command == $n) | "\(.median * 1000) \(.mean * 1000) \(.stddev * 1000)"' "$work/run.json")
     cli_of "$e"
     [[ -z $("${cli[@]}" ps -aq) ]] || berth_die "$e: run --rm left containers behind during the timing"
 done
@@ -720,9 +388,6 @@ done
 
 # --- results -------------------------------------------------------------------------------------------------------
 
-ms() { awk -v v="$1" 'BEGIN { printf "%.1f ms", v }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
 per() { awk -v k="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f MB", k / n / 1024; else print "-" }'; }
 per_kb() { awk -v k="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f kB", k / n; else print "-" }'; }
 proc_name() { case $1 in berth) echo berth-monitor ;; docker) echo containerd-shim-runc-v2 ;; podman) echo conmon ;; esac; }

@@ -19,7 +19,8 @@
 #
 # Machine quirks handled here (see /work/shared/machine-notes.md):
 # - crun 1.8.1 refuses this VM's hybrid cgroup layout while hugetlb is left to cgroup2. If hugetlb is not mounted as a
-#   v1 hierarchy, the script mounts it at /sys/fs/cgroup/hugetlb for the benchmark and unmounts it afterwards.
+#   v1 hierarchy, the script mounts it at /sys/fs/cgroup/hugetlb for the benchmark (disabling hugetlb in the cgroup2
+#   root's subtree_control first if something enabled it there) and undoes both afterwards (bench/lib.sh).
 # - After `create` the container's init is an orphan, and PID 1 of this VM reaps orphans only every few seconds, so
 #   exited inits would pile up as zombies during a timing loop. hyperfine runs under `tini -s` (a subreaper that
 #   reaps at once), as a real engine's monitor would (containerd-shim, conmon). crun and runc report a zombie init
@@ -29,26 +30,15 @@
 # docs/benchmarks.md to bench/results/runtime-<date>.md.
 set -euo pipefail
 
-root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=scripts/lib.sh
-source "$root_dir/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 engines=berth,crun,runc
 runs=100
 warmup=10
 build=1
-while (($#)); do
-    case $1 in
-    --engines) engines=$2; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --no-build) build=0; shift ;;
-    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    *) berth_die "unknown argument $1 (see --help)" ;;
-    esac
-done
-IFS=, read -r -a engine_list <<<"$engines"
-((${#engine_list[@]})) || berth_die "--engines names no engine"
+bench_args --engines=engines --runs=runs --warmup=warmup --no-build:build=0 -- "$@"
+bench_engines berth crun runc
 
 berth_require_root bench/runtime.sh
 berth_ensure_packages "${BERTH_PACKAGES[@]}"
@@ -59,7 +49,6 @@ for e in "${engine_list[@]}"; do
     case $e in
     berth) runtime_of[berth]=$berth_bin ;;
     crun | runc) runtime_of[$e]=$(command -v "$e") || berth_die "$e is not installed" ;;
-    *) berth_die "unknown engine $e (known: berth, crun, runc)" ;;
     esac
 done
 
@@ -73,7 +62,6 @@ if [[ -n ${runtime_of[berth]:-} ]]; then
 fi
 
 work=$(mktemp -d /run/berth-bench.XXXXXX)
-mounted_hugetlb=0
 cleanup() {
     local e
     for e in "${!runtime_of[@]}"; do
@@ -82,26 +70,12 @@ cleanup() {
         done
     done
     rm -rf "$work"
-    if ((mounted_hugetlb)); then
-        umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb ||
-            echo "warning: could not unmount /sys/fs/cgroup/hugetlb" >&2
-    fi
+    hugetlb_restore
 }
 trap cleanup EXIT
 
 # crun and hybrid cgroups: see the header.
-if [[ -n ${runtime_of[crun]:-} && -d /sys/fs/cgroup/unified ]] &&
-    ! findmnt -rn -t cgroup -o OPTIONS | tr ',' '\n' | grep -qx hugetlb; then
-    berth_log "mounting the hugetlb cgroup v1 hierarchy at /sys/fs/cgroup/hugetlb (crun 1.8.1 needs it on this" \
-        "hybrid layout); it is unmounted at exit"
-    mkdir -p /sys/fs/cgroup/hugetlb
-    if mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
-        mounted_hugetlb=1
-    else
-        rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
-        echo "warning: could not mount hugetlb; crun may refuse to run (the check below will tell)" >&2
-    fi
-fi
+if [[ -n ${runtime_of[crun]:-} ]]; then hugetlb_for_crun; fi
 
 # The bundles: one rootfs (cached, read-only in the container), two config.json files that point at it.
 rootfs="$(berth_cache_dir)/bundles/busybox/rootfs"
@@ -218,8 +192,6 @@ bench limits
 
 # Results. Medians in milliseconds, by engine and scenario.
 median() { jq -r --arg n "$(display_name "$1")" '.results[] | select(.command == $n) | .median * 1000' "$work/$2.json"; }
-ms() { printf '%.1f ms' "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 version() {
     case $1 in
     berth) "${runtime_of[berth]}" --version 2>/dev/null | head -n1 || echo "?" ;;

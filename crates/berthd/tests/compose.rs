@@ -98,6 +98,12 @@ fn a_compose_project_runs_on_its_network_with_names_and_ports() {
     let left = ok(&d.berth(&["ps", "-aq"]));
     assert!(left.trim().is_empty(), "containers left after down: {left}");
     let nets = ok(&d.berth(&["network", "ls", "--format", "{{.Name}}"]));
-    assert!(!nets.lines().any(|l| l == "bt_default"), "the project network outlived down: {nets}");
-    assert!(get_local(&d, 18080).is_empty(), "the port still answers after down");
+    assert!(
+        !nets.lines().any(|l| l == "bt_default"),
+        "the project network outlived down: {nets}"
+    );
+    assert!(
+        get_local(&d, 18080).is_empty(),
+        "the port still answers after down"
+    );
 }
