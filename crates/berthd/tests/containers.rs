@@ -11,40 +11,10 @@
 mod common;
 
 use std::io::Write;
-use std::ops::Deref;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Daemon, ok};
-
-/// The CLI a test drives.
-#[derive(Clone, Copy, Debug)]
-enum Cli {
-    Berth,
-    Docker,
-}
-
-/// A daemon and the CLI the test drives it with; derefs to the [`Daemon`] for the API and the directories.
-struct Env {
-    daemon: Daemon,
-    cli: Cli,
-}
-
-impl Deref for Env {
-    type Target = Daemon;
-
-    fn deref(&self) -> &Daemon {
-        &self.daemon
-    }
-}
-
-/// The CLI under test.
-fn cli(d: &Env, args: &[&str]) -> Output {
-    match d.cli {
-        Cli::Berth => d.berth(args),
-        Cli::Docker => d.docker(args),
-    }
-}
+use common::{Cli, Env, cli, for_both_clis, ok};
 
 /// The CLI as a command (for a pty or piped stdin), pointed at the daemon.
 fn cli_command(d: &Env, args: &[&str]) -> Command {
@@ -1435,30 +1405,6 @@ fn a_malformed_api_body_is_a_400() {
 
 // ---------------------------------------------------------------------------------------------------------------
 // every check above, once per CLI
-
-/// Makes each `fn name(Cli)` two tests, `berth::name` and `docker::name`. A check left out of the list is dead code,
-/// which clippy (`-D warnings`) refuses.
-macro_rules! for_both_clis {
-    ($($name:ident,)*) => {
-        mod berth {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::Cli::Berth);
-                }
-            )*
-        }
-
-        mod docker {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::Cli::Docker);
-                }
-            )*
-        }
-    };
-}
 
 for_both_clis! {
     run_without_tty_hostname_is_short_id_pid1_is_the_command_and_exit_code_propagates,

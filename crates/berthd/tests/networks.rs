@@ -16,50 +16,20 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Daemon, NetNs, in_netns_path, ok, wait_until};
+use common::{Cli, Env, NetNs, cli, for_both_clis, in_netns_path, ok, wait_until};
 use serde_json::Value;
-
-/// The CLI a test drives.
-#[derive(Clone, Copy, Debug)]
-enum Cli {
-    Berth,
-    Docker,
-}
-
-/// A daemon in its own network namespace and the CLI the test drives it with.
-struct Env {
-    daemon: Daemon,
-    cli: Cli,
-}
-
-impl Deref for Env {
-    type Target = Daemon;
-
-    fn deref(&self) -> &Daemon {
-        &self.daemon
-    }
-}
 
 /// A daemon in a namespace of its own with the busybox image `bb:latest`, driven by `cli`.
 fn setup(cli: Cli) -> Env {
     let daemon = common::start_netns(&[]);
     common::busybox_image(&daemon, "bb:latest");
     Env { daemon, cli }
-}
-
-/// The CLI under test.
-fn cli(d: &Env, args: &[&str]) -> Output {
-    match d.cli {
-        Cli::Berth => d.berth(args),
-        Cli::Docker => d.docker(args),
-    }
 }
 
 fn stdout(o: &Output) -> String {
@@ -2271,28 +2241,6 @@ fn a_daemon_killed_during_runs_restarts_consistent(c: Cli) {
         0
     );
     ok(&cli(&env, &["network", "rm", "busy"]));
-}
-
-macro_rules! for_both_clis {
-    ($($name:ident,)*) => {
-        mod berth {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::Cli::Berth);
-                }
-            )*
-        }
-
-        mod docker {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::Cli::Docker);
-                }
-            )*
-        }
-    };
 }
 
 for_both_clis! {

@@ -790,3 +790,59 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The CLI a test drives.
+#[derive(Clone, Copy, Debug)]
+pub enum Cli {
+    Berth,
+    Docker,
+}
+
+/// A daemon and the CLI the test drives it with; derefs to the [`Daemon`] for the API and the directories.
+pub struct Env {
+    pub daemon: Daemon,
+    pub cli: Cli,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+/// The CLI under test.
+pub fn cli(d: &Env, args: &[&str]) -> Output {
+    match d.cli {
+        Cli::Berth => d.berth(args),
+        Cli::Docker => d.docker(args),
+    }
+}
+
+/// Makes each `fn name(Cli)` of the test file two tests, `berth::name` and `docker::name`. A check left out of the
+/// list is dead code, which clippy (`-D warnings`) refuses.
+#[allow(unused_macros)]
+macro_rules! for_both_clis {
+    ($($name:ident,)*) => {
+        mod berth {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Cli::Berth);
+                }
+            )*
+        }
+
+        mod docker {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Cli::Docker);
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use for_both_clis;
