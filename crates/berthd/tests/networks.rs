@@ -1097,6 +1097,64 @@ fn hosts_and_resolv_options_are_written(c: Cli) {
     assert!(o.contains("nameserver 192.0.2.53"), "{o}");
 }
 
+fn a_named_existing_bridge_is_used_and_kept(c: Cli) {
+    let d = setup(c);
+    host(&d, &["ip", "link", "add", "keep0", "type", "bridge"]);
+    ok(&cli(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.141.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=keep0",
+            "kept",
+        ],
+    ));
+    let addr = ok(&cli(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "kept",
+            "bb:latest",
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ],
+    ));
+    assert!(addr.contains("10.141.0."), "{addr}");
+    ok(&cli(&d, &["network", "rm", "kept"]));
+    let links = host(&d, &["ip", "-o", "link", "show", "keep0"]);
+    assert!(
+        links.contains("keep0"),
+        "the bridge that existed before the network was deleted with it"
+    );
+    // A link of another kind cannot be a network's bridge, and nothing is made.
+    host(&d, &["ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1"]);
+    fails(
+        &cli(
+            &d,
+            &[
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.bridge.name=notbr0",
+                "wrong",
+            ],
+        ),
+        &["not a bridge"],
+    );
+    assert!(!net_names(&d).contains(&"wrong".to_string()));
+    let links = host(&d, &["ip", "-o", "link", "show", "notbr0"]);
+    assert!(links.contains("notbr0") && !links.contains("master"), "{links}");
+}
+
 fn network_ls_inspect_rm_and_prune(c: Cli) {
     let d = setup(c);
     ok(&cli(
@@ -2244,6 +2302,7 @@ fn a_daemon_killed_during_runs_restarts_consistent(c: Cli) {
 }
 
 for_both_clis! {
+    a_named_existing_bridge_is_used_and_kept,
     default_bridge_gives_an_address_mac_route_and_hosts_entry,
     default_bridge_avoids_taken_subnets_and_is_stable_across_restarts,
     daemon_bip_mtu_and_address_pools_are_honoured,

@@ -169,6 +169,10 @@ pub struct NetRecord {
     pub mtu: Option<u32>,
     /// Masquerade traffic leaving the network.
     pub masquerade: bool,
+    /// The bridge existed before the network (named with `com.docker.network.bridge.name`): it is used, and left
+    /// in place when the network goes, as docker does.
+    #[serde(default)]
+    pub adopted_bridge: bool,
 }
 
 impl NetRecord {
@@ -743,6 +747,10 @@ impl NetworkService {
             .unwrap_or_else(|| format!("br-{}", &id[..12]));
         berth_net::link::validate_name(&bridge)
             .map_err(|_| NetworkError::Invalid(format!("invalid bridge name {bridge:?}")))?;
+        let adopted_bridge = Netlink::open()
+            .and_then(|mut nl| nl.link_index(&bridge))
+            .map_err(system)?
+            .is_some();
         let rec = {
             let mut st = self.lock();
             if st.nets.values().any(|n| n.name == name) {
@@ -793,6 +801,7 @@ impl NetworkService {
                 bridge,
                 mtu,
                 masquerade,
+                adopted_bridge,
             };
             if let Err(e) = store::save(&self.db, &rec) {
                 let _ = self.ipam.remove_network(&id);
@@ -856,7 +865,7 @@ impl NetworkService {
             self.dns.stop(SocketAddr::from((gw, DNS_PORT)));
         }
         let bridge = rec.bridge.clone();
-        if rec.is_bridge() {
+        if rec.is_bridge() && !rec.adopted_bridge {
             tokio::task::spawn_blocking(move || {
                 if let Ok(mut nl) = Netlink::open() {
                     let _ = nl.delete_bridge(&bridge);
@@ -1507,6 +1516,7 @@ fn predefined(name: &str, driver: &str) -> NetRecord {
         bridge: String::new(),
         mtu: None,
         masquerade: false,
+        adopted_bridge: false,
     }
 }
 
