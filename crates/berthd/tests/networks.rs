@@ -1136,7 +1136,12 @@ fn a_named_existing_bridge_is_used_and_kept(c: Cli) {
         "the bridge that existed before the network was deleted with it"
     );
     // A link of another kind cannot be a network's bridge, and nothing is made.
-    host(&d, &["ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1"]);
+    host(
+        &d,
+        &[
+            "ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1",
+        ],
+    );
     fails(
         &cli(
             &d,
