@@ -259,20 +259,21 @@ impl Place {
     /// Returns its output.
     fn refused(&self, extra: &[&str], etc: &Etc) -> String {
         let log = std::fs::File::create(&self.log).expect("create the log");
-        let mut child = Command::new(common::berthd_bin())
-            .arg("--config-file")
-            .arg(&self.config)
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .arg("--pidfile")
-            .arg(&self.pidfile)
-            .arg("--data-root")
-            .arg(&self.data)
-            .arg("--exec-root")
-            .arg(&self.exec_root)
-            .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent)
-            .args(extra)
+        let mut cmd = Command::new(common::berthd_bin());
+        common::berthd_args(
+            &mut cmd,
+            &common::DaemonPaths {
+                config: &self.config,
+                sock: &self.sock,
+                pidfile: &self.pidfile,
+                data: &self.data,
+                exec_root: &self.exec_root,
+                cgroup_parent: &self.cgroup_parent,
+            },
+            true,
+            extra,
+        );
+        let mut child = cmd
             .env("BERTH_ETC_DIR", etc.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup the log"))

@@ -564,24 +564,20 @@ impl Daemon {
             }
             None => Command::new(berthd_bin()),
         };
-        if self.netns.is_none() && !names_bridge(extra) {
-            cmd.arg("--bridge").arg("none");
-        }
-        cmd.arg("--config-file")
-            .arg(self.dir.path().join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .arg("--pidfile")
-            .arg(&self.pidfile)
-            .arg("--data-root")
-            .arg(&self.data)
-            .arg("--exec-root")
-            .arg(&self.exec_root)
-            .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent)
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null());
+        berthd_args(
+            &mut cmd,
+            &DaemonPaths {
+                config: &self.dir.path().join("daemon.json"),
+                sock: &self.sock,
+                pidfile: &self.pidfile,
+                data: &self.data,
+                exec_root: &self.exec_root,
+                cgroup_parent: &self.cgroup_parent,
+            },
+            self.netns.is_none(),
+            extra,
+        );
+        cmd.envs(env.iter().copied()).stdin(Stdio::null());
         cmd
     }
 
@@ -616,6 +612,37 @@ impl Daemon {
 }
 
 /// Whether daemon arguments choose the default bridge themselves (`--bridge X` or `--bridge=X`).
+/// Where a berthd keeps its state.
+pub struct DaemonPaths<'a> {
+    pub config: &'a Path,
+    pub sock: &'a Path,
+    pub pidfile: &'a Path,
+    pub data: &'a Path,
+    pub exec_root: &'a Path,
+    pub cgroup_parent: &'a str,
+}
+
+/// Appends berthd's arguments for `paths` and `extra` to `cmd`; a daemon in the host's network namespace
+/// (`host_net`) gets `--bridge none` unless `extra` names a bridge, so that it changes nothing in the host's network.
+pub fn berthd_args(cmd: &mut Command, paths: &DaemonPaths<'_>, host_net: bool, extra: &[&str]) {
+    if host_net && !names_bridge(extra) {
+        cmd.arg("--bridge").arg("none");
+    }
+    cmd.arg("--config-file")
+        .arg(paths.config)
+        .arg("-H")
+        .arg(format!("unix://{}", paths.sock.display()))
+        .arg("--pidfile")
+        .arg(paths.pidfile)
+        .arg("--data-root")
+        .arg(paths.data)
+        .arg("--exec-root")
+        .arg(paths.exec_root)
+        .arg("--cgroup-parent")
+        .arg(paths.cgroup_parent)
+        .args(extra);
+}
+
 fn names_bridge(extra: &[&str]) -> bool {
     extra
         .iter()
